@@ -1,0 +1,108 @@
+# tandem -- one non-recursive GNU makefile.
+#   make                      build build/tandem
+#   make check                unit tests, fuzz corpus replay, integration tests
+#   make SANITIZER=address    ASan+UBSan build in build-asan/ (same targets)
+#   make demo                 the architecture's story, measured
+#   make fuzz                 libFuzzer binaries (clang) in build-fuzz/
+
+CC ?= cc
+PYTHON ?= /usr/bin/python3
+SANITIZER ?=
+WERROR ?= -Werror
+
+ifeq ($(SANITIZER),)
+BUILD ?= build
+SANFLAGS :=
+else
+BUILD ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+PKGS := libuv hiredis libcjson inih libcurl
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 $(WERROR)
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(SANFLAGS) -MMD -MP -Isrc -I$(LLHTTP_INC) \
+	$(shell pkg-config --cflags $(PKGS))
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
+LDFLAGS += $(SANFLAGS)
+
+SRC := $(sort $(wildcard src/*/*.c))
+OBJ := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(filter-out $(BUILD)/obj/cli/%,$(OBJ))
+CLI_OBJ := $(filter $(BUILD)/obj/cli/%,$(OBJ))
+LLHTTP_OBJ := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
+
+.PHONY: all check unit fuzz-replay integration integration-quick demo fuzz clean lint format
+all: $(BUILD)/tandem
+
+$(BUILD)/libtandem.a: $(LIB_OBJ) $(LLHTTP_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tandem: src/main.c $(CLI_OBJ) $(BUILD)/libtandem.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) $(LDFLAGS) -o $@ src/main.c $(CLI_OBJ) $(BUILD)/libtandem.a $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -c -o $@ $<
+
+# llhttp's generated C is compiled from Debian's node-llhttp as shipped.
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(CFLAGS) $(SANFLAGS) -I$(LLHTTP_INC) -w -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libtandem.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(BUILD)/libtandem.a \
+		$(LDLIBS) -lcmocka
+
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libtandem.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(WARN) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< tests/fuzz/replay.c \
+		$(BUILD)/libtandem.a $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+fuzz-replay: $(REPLAY_BIN)
+	@set -e; for t in $(REPLAY_BIN); do n=$${t##*/replay_}; $$t tests/fuzz/corpus/$$n; done
+
+integration: $(BUILD)/tandem
+	TANDEM_BIN=$(abspath $(BUILD)/tandem) $(PYTHON) -m pytest -q -x tests/integration $(PYTEST_ARGS)
+
+integration-quick: $(BUILD)/tandem
+	TANDEM_BIN=$(abspath $(BUILD)/tandem) $(PYTHON) -m pytest -q -x -m "not slow" tests/integration $(PYTEST_ARGS)
+
+check: all unit fuzz-replay integration
+
+demo: $(BUILD)/tandem
+	$(BUILD)/tandem demo
+
+# libFuzzer builds (clang): build-fuzz/fuzz_<codec>, run with a corpus dir.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -I$(LLHTTP_INC) \
+	$(shell pkg-config --cflags $(PKGS))
+fuzz:
+	@mkdir -p build-fuzz
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  echo "clang $$n"; clang $(FUZZ_CFLAGS) -o build-fuzz/$$n $$f \
+	  $(filter-out src/main.c src/cli/%,$(SRC)) $(LLHTTP_SRC)/*.c $(LDLIBS); done
+
+lint:
+	tools/check_layers.sh
+
+format:
+	clang-format -i $(SRC) src/main.c $(wildcard src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(OBJ:.o=.d)

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* cli/cli.c -- the flag parser every subcommand uses: one cfg table serves flags, config files,
+ * --help and --dump-config. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void cli_help(const struct cli_spec *spec)
+{
+    printf("usage: tandem %s\n\n%s\n\noptions:\n", spec->usage, spec->about);
+    if (spec->table)
+        cfg_help(spec->table, stdout);
+    if (spec->extra_help)
+        fputs(spec->extra_help, stdout);
+    printf("  %-28s %s\n", "--help", "print this help and exit");
+}
+
+int cli_parse(int argc, char **argv, const struct cli_spec *spec, void *target, char **pos,
+              int maxpos)
+{
+    int npos = 0;
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cli_help(spec);
+            return -1;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (npos >= maxpos) {
+                fprintf(stderr, "tandem %s: unexpected argument '%s' (see --help)\n", spec->cmd,
+                        a);
+                return -2;
+            }
+            pos[npos++] = argv[i];
+            continue;
+        }
+        char name[64];
+        const char *value = NULL;
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nlen >= sizeof(name)) {
+            fprintf(stderr, "tandem %s: unknown option '%s' (see --help)\n", spec->cmd, a);
+            return -2;
+        }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = '\0';
+        const struct cfg_entry *e = spec->table ? cfg_find(spec->table, name) : NULL;
+        bool is_bool = e && e->type == CFG_BOOL;
+        if (eq) {
+            value = eq + 1;
+        } else if (is_bool) {
+            value = "yes";
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        }
+        if (e) {
+            if (value == NULL) {
+                fprintf(stderr, "tandem %s: option --%s needs a value\n", spec->cmd, name);
+                return -2;
+            }
+            if (cfg_set(e, target, value, err, sizeof(err)) != 0) {
+                fprintf(stderr, "tandem %s: %s\n", spec->cmd, err);
+                return -2;
+            }
+            continue;
+        }
+        int rc = spec->extra ? spec->extra(spec->ud, name, value, err, sizeof(err)) : 1;
+        if (rc == 1) {
+            fprintf(stderr, "tandem %s: unknown option '--%s' (see --help)\n", spec->cmd, name);
+            return -2;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "tandem %s: %s\n", spec->cmd, err);
+            return -2;
+        }
+    }
+    return npos;
+}
