@@ -13,6 +13,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"lb", cmd_lb_main, "load balancer: HTTP and TCP pools, active-active or active-passive"},
     {"version", cmd_version_main, "print versions and exit"},
 };
 
