@@ -205,6 +205,8 @@ def test_max_conns(procs, two):
     import socket
     a, b = two
     lb = start_lb(procs, [("a", a.port), ("b", b.port)], "--max-conns", "2")
+    # the readiness probes were connections too: wait until they are gone
+    wait_for(lambda: status(lb)["pools"][0]["client_connections"] == 0, 5, what="no conns")
     s1 = socket.create_connection(("127.0.0.1", lb.port))
     s2 = socket.create_connection(("127.0.0.1", lb.port))
     wait_for(lambda: status(lb)["pools"][0]["client_connections"] == 2, 5, what="2 conns")
