@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* main.c -- multi-call dispatch: `tandem CMD ...`, or `tandem-CMD ...` through a link. */
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +41,8 @@ static const struct command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* a peer that closes while we write must give EPIPE, not kill the process */
+    signal(SIGPIPE, SIG_IGN);
     char self[256];
     snprintf(self, sizeof(self), "%s", argv[0]);
     const char *base = basename(self);

@@ -43,7 +43,7 @@ void buf_free(struct buf *b)
     buf_init(b);
 }
 
-void buf_reserve(struct buf *b, size_t n)
+void buf_grow(struct buf *b, size_t n)
 {
     if (b->cap - b->len >= n)
         return;
@@ -52,20 +52,6 @@ void buf_reserve(struct buf *b, size_t n)
         cap *= 2;
     b->p = xrealloc(b->p, cap);
     b->cap = cap;
-}
-
-void buf_append(struct buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    buf_reserve(b, n);
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-void buf_append_str(struct buf *b, const char *s)
-{
-    buf_append(b, s, strlen(s));
 }
 
 void buf_printf(struct buf *b, const char *fmt, ...)

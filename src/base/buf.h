@@ -40,10 +40,31 @@ bool slice_eq_nocase(struct slice a, struct slice b);
 void buf_init(struct buf *b);
 /* Frees the storage; the buffer is empty and reusable afterwards. */
 void buf_free(struct buf *b);
-/* Ensures room for n more bytes; never fails (aborts on exhaustion). */
-void buf_reserve(struct buf *b, size_t n);
-void buf_append(struct buf *b, const void *p, size_t n);
-void buf_append_str(struct buf *b, const char *s);
+/* Grows the allocation so n more bytes fit (use buf_reserve). Aborts on exhaustion. */
+void buf_grow(struct buf *b, size_t n);
+
+/* Ensures room for n more bytes; never fails. */
+static inline void buf_reserve(struct buf *b, size_t n)
+{
+    if (b->cap - b->len < n)
+        buf_grow(b, n);
+}
+
+/* Appends n bytes (inline: the proxy's hot path builds heads from many small pieces). */
+static inline void buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->cap - b->len < n)
+        buf_grow(b, n);
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static inline void buf_append_str(struct buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes, moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);

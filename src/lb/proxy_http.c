@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "lb/lb.h"
+#include "net/deadline.h"
 #include "net/wq.h"
 #include "proto/http1.h"
 
@@ -46,7 +47,7 @@ struct http_txn {
 
 struct http_client {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct deadline timer;
     struct lb_pool *pool;
     struct list link;
     struct buf in;
@@ -77,7 +78,7 @@ enum backend_state {
 
 struct backend_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct deadline timer;
     uv_connect_t connect_req;
     struct lb_server *server;
     struct list link;         /* server->idle while idle */
@@ -160,8 +161,8 @@ static void backend_close(struct backend_conn *bc)
     }
     bc->state = BS_CLOSED;
     bc->client = NULL;
-    uv_timer_stop(&bc->timer);
-    uv_close((uv_handle_t *)&bc->timer, on_backend_handle_closed);
+    deadline_clear(&bc->timer);
+    uv_close((uv_handle_t *)&bc->timer.timer, on_backend_handle_closed);
     uv_close((uv_handle_t *)&bc->tcp, on_backend_handle_closed);
 }
 
@@ -209,7 +210,7 @@ static void backend_release(struct backend_conn *bc, bool reusable)
 {
     struct lb_server *s = bc->server;
     bc->client = NULL;
-    uv_timer_stop(&bc->timer);
+    deadline_clear(&bc->timer);
     if (!reusable || bc->in.len != bc->parsed || s->removed || !lb_server_usable(s) ||
         s->nidle >= s->pool->cfg.max_idle_backend) {
         backend_close(bc);
@@ -251,7 +252,7 @@ static void txn_done(struct http_client *c, bool backend_reusable)
         c->read_paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_client_read);
     }
-    uv_timer_start(&c->timer, on_client_timer, c->pool->cfg.timeout_client_ms, 0);
+    deadline_set(&c->timer, c->pool->cfg.timeout_client_ms);
     client_process(c);
 }
 
@@ -260,7 +261,12 @@ static void write_response_head(struct http_client *c, const struct http1_msg *m
 {
     struct buf *h = &c->scratch;
     h->len = 0;
-    buf_printf(h, "HTTP/1.1 %d %s\r\n", m->status, http1_reason(m->status));
+    char code[4] = {(char)('0' + m->status / 100 % 10), (char)('0' + m->status / 10 % 10),
+                    (char)('0' + m->status % 10), ' '};
+    buf_append(h, "HTTP/1.1 ", 9);
+    buf_append(h, code, 4);
+    buf_append_str(h, http1_reason(m->status));
+    buf_append(h, "\r\n", 2);
     for (unsigned i = 0; i < m->nheaders; i++) {
         struct slice n = http1_slice(base, m->headers[i].name);
         if (is_hop_header(n))
@@ -370,7 +376,7 @@ static void on_backend_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         return;
     }
     bc->in.len += (size_t)nread;
-    uv_timer_start(&bc->timer, on_backend_timeout, c->pool->cfg.timeout_server_ms, 0);
+    deadline_set(&bc->timer, c->pool->cfg.timeout_server_ms);
     backend_process(bc);
 }
 
@@ -378,7 +384,7 @@ static void on_backend_timeout(uv_timer_t *t)
 {
     struct backend_conn *bc = t->data;
     struct http_client *c = bc->client;
-    if (c == NULL)
+    if (!deadline_expired(&bc->timer) || c == NULL)
         return;
     if (bc->state == BS_CONNECTING)
         txn_failed(c, "connect timeout", true, 503);
@@ -393,7 +399,7 @@ static void backend_send(struct backend_conn *bc)
     bc->head_done = false;
     bc->interim = false;
     bc->parser.skip_body = c->txn.head_request;
-    uv_timer_start(&bc->timer, on_backend_timeout, c->pool->cfg.timeout_server_ms, 0);
+    deadline_set(&bc->timer, c->pool->cfg.timeout_server_ms);
     if (wq_write(&bc->out, c->txn.req.p, c->txn.req.len) != 0)
         txn_failed(c, "write to server failed", false, 502);
 }
@@ -438,9 +444,8 @@ static struct backend_conn *backend_new(struct lb_server *s, struct http_client 
     buf_init(&bc->in);
     http1_init(&bc->parser, HTTP1_RESPONSE, NULL);
     uv_tcp_init(loop, &bc->tcp);
-    uv_timer_init(loop, &bc->timer);
+    deadline_init(loop, &bc->timer, on_backend_timeout, bc);
     bc->tcp.data = bc;
-    bc->timer.data = bc;
     bc->open_handles = 2;
     wq_init(&bc->out, (uv_stream_t *)&bc->tcp, on_backend_drain, bc);
     return bc;
@@ -481,7 +486,7 @@ static void dispatch(struct http_client *c)
     }
     struct backend_conn *bc = backend_new(s, c);
     t->bc = bc;
-    uv_timer_start(&bc->timer, on_backend_timeout, p->cfg.timeout_connect_ms, 0);
+    deadline_set(&bc->timer, p->cfg.timeout_connect_ms);
     bc->connect_req.data = bc;
     int rc = uv_tcp_connect(&bc->connect_req, &bc->tcp, (const struct sockaddr *)&s->addr,
                             on_backend_connect);
@@ -532,7 +537,7 @@ static void client_close(struct http_client *c)
     list_remove(&c->link);
     c->pool->nclients--;
     *c->pool->m_conns = c->pool->nclients;
-    uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
+    uv_close((uv_handle_t *)&c->timer.timer, on_client_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_client_handle_closed);
 }
 
@@ -584,7 +589,7 @@ static void on_client_drain(struct wq *q, int status)
 static void on_client_timer(uv_timer_t *t)
 {
     struct http_client *c = t->data;
-    if (c->closing)
+    if (!deadline_expired(&c->timer) || c->closing)
         return;
     if (c->state == CS_REQUEST) {
         (*c->pool->m_bad_requests)++;
@@ -684,7 +689,7 @@ static void client_process(struct http_client *c)
             }
             if (c->in.len > 0 && c->state == CS_IDLE) {
                 c->state = CS_REQUEST;
-                uv_timer_start(&c->timer, on_client_timer, p->cfg.timeout_request_ms, 0);
+                deadline_set(&c->timer, p->cfg.timeout_request_ms);
             }
             return;
         }
@@ -714,7 +719,7 @@ static void client_process(struct http_client *c)
         c->head_done = false;
         http1_next(&c->parser);
         (*p->m_requests)++;
-        uv_timer_stop(&c->timer);
+        deadline_clear(&c->timer);
         c->txn_active = true;
         c->txn.tried = 0;
         c->txn.attempts = 0;
@@ -755,8 +760,7 @@ void lb_http_accept(struct lb_pool *p, uv_stream_t *listener)
         uv_close((uv_handle_t *)&c->tcp, on_client_handle_closed);
         return;
     }
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
+    deadline_init(loop, &c->timer, on_client_timer, c);
     c->open_handles = 2;
     c->pool = p;
     list_append(&p->clients, &c->link);
@@ -792,7 +796,7 @@ void lb_http_accept(struct lb_pool *p, uv_stream_t *listener)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     c->state = CS_IDLE;
-    uv_timer_start(&c->timer, on_client_timer, p->cfg.timeout_client_ms, 0);
+    deadline_set(&c->timer, p->cfg.timeout_client_ms);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc_client, on_client_read);
 }
 

@@ -237,3 +237,24 @@ def test_cli_errors(procs):
     assert r.returncode == 0 and "server = a=127.0.0.1:1" in r.stdout and "inter = 1000ms" in r.stdout
     r = run("--help")
     assert r.returncode == 0 and "--failback" in r.stdout
+
+
+def test_clients_vanishing_mid_response_do_not_hurt(procs, two):
+    """Clients that close before reading their (large) response: the balancer must get EPIPE
+    or ECONNRESET on its writes, never die of SIGPIPE, and keep serving."""
+    import socket
+    a, b = two
+    lb = start_lb(procs, [("a", a.port), ("b", b.port)])
+    body = b"y" * 300000
+    req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", lb.port))
+        s.sendall(req)
+        s.close()
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", lb.port))
+        s.sendall(req)
+        s.recv(100)  # the response started; leave with most of it unread
+        s.close()
+    assert lb.alive()
+    assert request(lb.port, path="/whoami")[0] == 200
