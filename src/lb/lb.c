@@ -114,8 +114,8 @@ void lb_server_changed(struct lb_server *s, const char *why)
     if (!usable && p->cfg.protocol == LB_PROTO_TCP &&
         (s->admin != LB_ADMIN_DRAIN || s->health.state != HEALTH_UP))
         lb_tcp_close_server_sessions(s, why);
-    if (!usable)
-        lb_http_server_closing(s);
+    if (!usable && p->cfg.protocol == LB_PROTO_HTTP)
+        lb_http_server_closing(s, s->admin != LB_ADMIN_DRAIN || s->health.state != HEALTH_UP);
 }
 
 void lb_server_passive_failure(struct lb_server *s, const char *reason)
@@ -224,6 +224,7 @@ static struct lb_server *server_new(struct lb_pool *p, const struct lb_server_cf
     snprintf(s->last_reason, sizeof(s->last_reason), "started");
     s->last_change_ms = clock_now_ms();
     list_init(&s->idle);
+    list_init(&s->busy);
     list_init(&s->tcp_sessions);
     s->refs = 1; /* the pool's */
     uv_timer_init(p->lb->loop, &s->check_timer);
@@ -238,7 +239,7 @@ static void server_retire(struct lb_server *s)
 {
     s->removed = true;
     lb_check_stop(s);
-    lb_http_server_closing(s);
+    lb_http_server_closing(s, true);
     if (s->pool->cfg.protocol == LB_PROTO_TCP)
         lb_tcp_close_server_sessions(s, "server removed");
     *s->m_up = 0;

@@ -109,6 +109,7 @@ struct lb_server {
     uv_timer_t check_timer;
     struct lb_check *check;       /* in flight, or NULL */
     struct list idle;             /* idle HTTP backend connections */
+    struct list busy;             /* HTTP backend connections carrying a request */
     unsigned nidle;
     struct list tcp_sessions;     /* TCP-mode sessions using this server */
     uint32_t inflight;
@@ -189,7 +190,10 @@ void lb_check_stop(struct lb_server *s);
 
 /* proxy_http.c / proxy_tcp.c */
 void lb_http_accept(struct lb_pool *p, uv_stream_t *listener);
-void lb_http_server_closing(struct lb_server *s); /* drop idle backend connections */
+/* The server stopped taking new requests: its idle connections are dropped; with redispatch
+ * (it is down, disabled or removed, not merely draining) requests waiting on it that are safe
+ * to repeat and have no response yet go to another server at once. */
+void lb_http_server_closing(struct lb_server *s, bool redispatch);
 void lb_http_close_clients(struct lb_pool *p);
 void lb_tcp_accept(struct lb_pool *p, uv_stream_t *listener);
 void lb_tcp_close_server_sessions(struct lb_server *s, const char *why);

@@ -81,7 +81,7 @@ struct backend_conn {
     struct deadline timer;
     uv_connect_t connect_req;
     struct lb_server *server;
-    struct list link;         /* server->idle while idle */
+    struct list link;         /* server->idle while idle, server->busy while in use */
     struct buf in;
     size_t parsed;
     struct http1_parser parser;
@@ -155,10 +155,9 @@ static void backend_close(struct backend_conn *bc)
 {
     if (bc->state == BS_CLOSED)
         return;
-    if (bc->state == BS_IDLE) {
-        list_remove(&bc->link);
+    if (bc->state == BS_IDLE)
         bc->server->nidle--;
-    }
+    list_remove(&bc->link);
     bc->state = BS_CLOSED;
     bc->client = NULL;
     deadline_clear(&bc->timer);
@@ -170,8 +169,8 @@ static void on_backend_timeout(uv_timer_t *t);
 static void on_backend_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 
 /* The request of c failed on its server before any response byte reached the client. */
-static void txn_failed(struct http_client *c, const char *reason, bool nothing_sent,
-                       int status_if_final)
+static void txn_failed_ex(struct http_client *c, const char *reason, bool nothing_sent,
+                          int status_if_final, bool blame)
 {
     struct http_txn *t = &c->txn;
     struct lb_server *s = t->server;
@@ -181,7 +180,8 @@ static void txn_failed(struct http_client *c, const char *reason, bool nothing_s
     if (bc)
         backend_close(bc);
     server_inflight(s, -1);
-    lb_server_passive_failure(s, reason);
+    if (blame)
+        lb_server_passive_failure(s, reason);
     if (t->resp_started) {
         log_info("proxy", "response cut short", "pool=%s server=%s cause=\"%s\"", c->pool->name,
                  s->name, reason);
@@ -206,6 +206,12 @@ static void txn_failed(struct http_client *c, const char *reason, bool nothing_s
                          status_if_final == 504 ? "server timed out\n" : "bad gateway\n", false);
 }
 
+static void txn_failed(struct http_client *c, const char *reason, bool nothing_sent,
+                       int status_if_final)
+{
+    txn_failed_ex(c, reason, nothing_sent, status_if_final, true);
+}
+
 static void backend_release(struct backend_conn *bc, bool reusable)
 {
     struct lb_server *s = bc->server;
@@ -225,6 +231,7 @@ static void backend_release(struct backend_conn *bc, bool reusable)
         bc->read_paused = false;
         uv_read_start((uv_stream_t *)&bc->tcp, on_alloc_backend, on_backend_read);
     }
+    list_remove(&bc->link);
     list_append(&s->idle, &bc->link);
     s->nidle++;
 }
@@ -441,6 +448,7 @@ static struct backend_conn *backend_new(struct lb_server *s, struct http_client 
     bc->client = c;
     bc->state = BS_CONNECTING;
     list_init(&bc->link);
+    list_append(&s->busy, &bc->link);
     buf_init(&bc->in);
     http1_init(&bc->parser, HTTP1_RESPONSE, NULL);
     uv_tcp_init(loop, &bc->tcp);
@@ -478,6 +486,7 @@ static void dispatch(struct http_client *c)
         struct list *e = s->idle.next;
         struct backend_conn *bc = container_of(e, struct backend_conn, link);
         list_remove(e);
+        list_append(&s->busy, e);
         s->nidle--;
         bc->client = c;
         t->bc = bc;
@@ -497,11 +506,21 @@ static void dispatch(struct http_client *c)
     }
 }
 
-void lb_http_server_closing(struct lb_server *s)
+void lb_http_server_closing(struct lb_server *s, bool redispatch)
 {
     while (!list_empty(&s->idle)) {
         struct backend_conn *bc = container_of(s->idle.next, struct backend_conn, link);
         backend_close(bc);
+    }
+    if (!redispatch)
+        return;
+    struct list *pos, *tmp;
+    list_for_each_safe(pos, tmp, &s->busy)
+    {
+        struct backend_conn *bc = container_of(pos, struct backend_conn, link);
+        struct http_client *c = bc->client;
+        if (c && !c->txn.resp_started && c->txn.retryable)
+            txn_failed_ex(c, "server went down", false, 502, false);
     }
 }
 
