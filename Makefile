@@ -103,6 +103,6 @@ format:
 	clang-format -i $(SRC) src/main.c $(wildcard src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-clang
 
 -include $(OBJ:.o=.d)
