@@ -66,6 +66,7 @@ struct http_client {
     bool close_after;
     bool closing;
     bool read_paused;
+    bool in_process;          /* client_process is on the stack: no nested call */
     int open_handles;
 };
 
@@ -95,6 +96,7 @@ struct backend_conn {
 };
 
 static void client_process(struct http_client *c);
+static void client_process_loop(struct http_client *c);
 static void on_client_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 static void on_client_timer(uv_timer_t *t);
 static void client_close(struct http_client *c);
@@ -676,6 +678,18 @@ static int error_status(int rc)
 
 /* Parses buffered client bytes until a whole request is ready, then dispatches it. */
 static void client_process(struct http_client *c)
+{
+    /* a request that fails synchronously (no server, immediate connect error) answers and
+     * returns here; the loop below then takes the next pipelined request, so no recursion
+     * grows with the number of requests a client pipelines */
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    client_process_loop(c);
+    c->in_process = false;
+}
+
+static void client_process_loop(struct http_client *c)
 {
     struct lb_pool *p = c->pool;
     while (!c->txn_active && !c->closing && !c->close_after) {

@@ -258,3 +258,23 @@ def test_clients_vanishing_mid_response_do_not_hurt(procs, two):
         s.close()
     assert lb.alive()
     assert request(lb.port, path="/whoami")[0] == 200
+
+
+def test_pipelined_flood_with_no_server(procs, two):
+    """Thousands of pipelined requests answered 503 one after the other: bounded stack and
+    memory, every one answered in order."""
+    import socket
+    a, b = two
+    lb = start_lb(procs, [("a", a.port), ("b", b.port)])
+    assert admin_post(lb, "/servers/default/a/disable")[0] == 200
+    assert admin_post(lb, "/servers/default/b/disable")[0] == 200
+    n = 5000
+    s = socket.create_connection(("127.0.0.1", lb.port), timeout=10)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+    got = b""
+    while got.count(b"HTTP/1.1 503") < n:
+        chunk = s.recv(1 << 16)
+        assert chunk, "connection closed early"
+        got += chunk
+    s.close()
+    assert lb.alive()
