@@ -14,6 +14,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"app", cmd_app_main, "example stateless HTTP API (users, balances) backed by the store"},
     {"lb", cmd_lb_main, "load balancer: HTTP and TCP pools, active-active or active-passive"},
     {"version", cmd_version_main, "print versions and exit"},
 };

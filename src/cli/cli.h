@@ -8,6 +8,7 @@
 
 #include "base/cfg.h"
 
+int cmd_app_main(int argc, char **argv);
 int cmd_version_main(int argc, char **argv);
 int cmd_lb_main(int argc, char **argv);
 
