@@ -84,6 +84,7 @@ struct conn {
     bool eof;
     bool closing;     /* uv_close called */
     bool shut;        /* uv_shutdown called */
+    bool shut_done;   /* ...and completed: every response is written */
     bool close_after; /* close once the current response is queued */
     bool in_process;
     bool write_blocked;
@@ -247,6 +248,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     /* Everything is written; drain what the client still sends, briefly. */
+    c->shut_done = true;
     c->in.len = 0;
     c->parse_off = 0;
     read_start(c);
@@ -261,7 +263,7 @@ static void start_shutdown(struct conn *c)
         return;
     c->shut = true;
     c->state = CS_LINGER;
-    uv_timer_stop(&c->timer);
+    arm_timer(c); /* a client that does not read its last response is cut off after a while */
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
         conn_close(c);
@@ -322,7 +324,7 @@ static void arm_timer(struct conn *c)
             ms = cfg->store_timeout_ms;
             break;
         case CS_LINGER:
-            ms = LINGER_MS;
+            ms = c->shut_done ? LINGER_MS : cfg->idle_timeout_ms;
             break;
         }
     }
@@ -366,6 +368,8 @@ static void respond(struct conn *c, int status, struct slice body, const char *e
     c->op = NULL;
     if (c->body.cap > 4 * READ_CHUNK)
         buf_free(&c->body);
+    if (c->in.len == 0 && c->in.cap > 4 * READ_CHUNK)
+        buf_free(&c->in); /* do not keep a large request's buffer for an idle connection */
     c->body.len = 0;
     c->body_too_big = false;
     http1_next(&c->parser);
@@ -375,8 +379,11 @@ static void respond(struct conn *c, int status, struct slice body, const char *e
         return;
     }
     c->state = c->in.len > 0 ? CS_READING : CS_WAIT;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_BACKLOG_MAX)
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_BACKLOG_MAX) {
         c->write_blocked = true;
+        log_debug("http", "client not reading its answers, pausing", "queued_bytes=%zu",
+                  uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
+    }
     arm_timer(c);
     if (!c->eof && !c->reading && !c->write_blocked)
         read_start(c);
@@ -508,6 +515,20 @@ static bool reply_is(const redisReply *r, int type)
     return r && r->type == type;
 }
 
+/* POST /users/{id}/balance. Without an Idempotency-Key: INCRBY balance:ID DELTA. With one:
+ *
+ *   SET idem:KEY pending NX EX ttl   -- claim the key
+ *     OK  -> INCRBY balance:ID DELTA -> SET idem:KEY <record> EX ttl -> 200 with the new balance
+ *     nil -> GET idem:KEY: "pending" -> 409 (a duplicate is in progress); a record for the same
+ *            id and delta -> its response again (Idempotent-Replayed: true); another request's
+ *            record -> 422
+ *
+ * LIMITATION: the INCRBY and the final SET are two separate writes. If this process dies, or
+ * loses its store connection, after sending the INCRBY and before the record is written, the
+ * key stays "pending" until its TTL runs out: retries get 409 and the client cannot learn the
+ * outcome, although the balance never changes twice. Making the two writes one atomic step is
+ * left to tandem's own store (a later issue); a plain Redis-protocol store cannot do it without
+ * scripting or MULTI, which this example deliberately does not depend on. */
 static void on_balance_reply(struct op *op, const redisReply *r)
 {
     struct slice id = slice_of(op->id, op->id_len);
