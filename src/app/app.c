@@ -133,10 +133,10 @@ struct op {
 };
 
 enum op_step {
-    STEP_MAIN = 0,     /* the single command, or INCRBY */
-    STEP_IDEM_CLAIM,   /* SET idem:K pending NX EX ttl */
-    STEP_IDEM_LOOKUP,  /* GET idem:K after the claim found it taken */
-    STEP_IDEM_RECORD,  /* SET idem:K <record> EX ttl */
+    STEP_MAIN = 0,    /* the single command, or INCRBY */
+    STEP_IDEM_CLAIM,  /* SET idem:K pending NX EX ttl */
+    STEP_IDEM_LOOKUP, /* GET idem:K after the claim found it taken */
+    STEP_IDEM_RECORD, /* SET idem:K <record> EX ttl */
 };
 
 static void process_input(struct conn *c);
@@ -359,8 +359,7 @@ static void respond(struct conn *c, int status, struct slice body, const char *e
     write_buf(c, &out);
     if (log_min_level >= LOG_DEBUG && r->active)
         log_debug("http", "request", "method=%s target=\"%s\" status=%d us=%" PRIu64,
-                  http1_method_name(r->method), r->target, status,
-                  clock_now_us() - r->start_us);
+                  http1_method_name(r->method), r->target, status, clock_now_us() - r->start_us);
     if (c->closing)
         return;
 
@@ -663,8 +662,8 @@ static void op_on_reply(void *ud, const redisReply *r)
         break;
     case APP_ACT_USER_PUT:
         if (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STRING)
-            op_finish(op, r->type == REDIS_REPLY_NIL ? 201 : 200,
-                      slice_of(op->doc.p, op->doc.len), NULL);
+            op_finish(op, r->type == REDIS_REPLY_NIL ? 201 : 200, slice_of(op->doc.p, op->doc.len),
+                      NULL);
         else
             op_store_failed(op, "unexpected reply");
         break;
@@ -681,8 +680,8 @@ static void op_on_reply(void *ud, const redisReply *r)
     case APP_ACT_BALANCE_GET: {
         int64_t v = 0;
         if (r->type == REDIS_REPLY_NIL ||
-            (r->type == REDIS_REPLY_STRING && app_json_parse_int64(slice_of(r->str, r->len),
-                                                                    &v) == 0)) {
+            (r->type == REDIS_REPLY_STRING &&
+             app_json_parse_int64(slice_of(r->str, r->len), &v) == 0)) {
             app_json_balance(&body, id, v);
             op_finish(op, 200, slice_of(body.p, body.len), NULL);
         } else {
@@ -731,8 +730,8 @@ static void start_op(struct conn *c)
         }
         if (r->key_bad) {
             op_free(op);
-            respond_error(c, 400, "invalid Idempotency-Key",
-                          "use 1-255 visible ASCII characters", NULL);
+            respond_error(c, 400, "invalid Idempotency-Key", "use 1-255 visible ASCII characters",
+                          NULL);
             return;
         }
         op->has_key = r->has_key;
@@ -1109,7 +1108,8 @@ static void maybe_finish(struct app_server *s)
 static void close_all(struct app_server *s, bool idle_only)
 {
     struct list *pos, *tmp;
-    list_for_each_safe(pos, tmp, &s->conns) {
+    list_for_each_safe(pos, tmp, &s->conns)
+    {
         struct conn *c = container_of(pos, struct conn, link);
         if (!idle_only)
             conn_close(c);

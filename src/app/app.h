@@ -13,15 +13,15 @@
 
 struct app_config {
     struct sockaddr_storage listen;
-    struct sockaddr_storage store;     /* ss_family AF_UNSPEC: no store configured */
-    char *name;                        /* borrowed; [A-Za-z0-9_.-]{1,64} */
-    uint64_t store_timeout_ms;         /* a request's whole wait on the store */
+    struct sockaddr_storage store; /* ss_family AF_UNSPEC: no store configured */
+    char *name;                    /* borrowed; [A-Za-z0-9_.-]{1,64} */
+    uint64_t store_timeout_ms;     /* a request's whole wait on the store */
     uint64_t store_connect_timeout_ms;
     uint64_t store_reconnect_min_ms;
     uint64_t store_reconnect_max_ms;
-    uint64_t idle_timeout_ms;          /* keep-alive connection with no request */
-    uint64_t request_timeout_ms;       /* from a request's first byte to its last */
-    uint64_t shutdown_timeout_ms;      /* graceful drain on SIGTERM before closing the rest */
+    uint64_t idle_timeout_ms;     /* keep-alive connection with no request */
+    uint64_t request_timeout_ms;  /* from a request's first byte to its last */
+    uint64_t shutdown_timeout_ms; /* graceful drain on SIGTERM before closing the rest */
     uint64_t max_conns;
     uint64_t max_body_bytes;
     uint64_t idempotency_ttl_ms;

@@ -48,12 +48,12 @@ struct app_store {
     enum store_state state;
     uv_timer_t retry;
     uv_timer_t check;
-    unsigned failures;     /* consecutive failed attempts, for the backoff */
-    uint64_t since_ms;     /* when the current connect attempt started */
-    uint64_t progress_ms;  /* last reply, or when the first pending command was sent */
-    unsigned pending;      /* commands sent on the current connection, not yet answered */
-    bool down_logged;      /* the store being down has been logged since it was last up */
-    char why[160];         /* why the store is unavailable (WAIT) */
+    unsigned failures;    /* consecutive failed attempts, for the backoff */
+    uint64_t since_ms;    /* when the current connect attempt started */
+    uint64_t progress_ms; /* last reply, or when the first pending command was sent */
+    unsigned pending;     /* commands sent on the current connection, not yet answered */
+    bool down_logged;     /* the store being down has been logged since it was last up */
+    char why[160];        /* why the store is unavailable (WAIT) */
     int open_handles;
     app_store_closed_fn closed_cb;
     void *closed_ud;
@@ -290,8 +290,7 @@ static void on_check(uv_timer_t *t)
     uint64_t now = clock_now_ms();
     if (s->state == ST_CONNECTING && now - s->since_ms > s->o.connect_timeout_ms) {
         drop(s, "connect timeout");
-    } else if (s->state == ST_CONNECTED && s->pending > 0 &&
-               now - s->progress_ms > s->o.stall_ms) {
+    } else if (s->state == ST_CONNECTED && s->pending > 0 && now - s->progress_ms > s->o.stall_ms) {
         char reason[96];
         snprintf(reason, sizeof(reason), "no reply for %" PRIu64 "ms", now - s->progress_ms);
         drop(s, reason);
@@ -316,7 +315,8 @@ struct app_store *app_store_new(uv_loop_t *loop, const char *host, int port,
     s->retry.data = s;
     s->check.data = s;
     s->open_handles = 2;
-    uint64_t every = s->o.stall_ms < s->o.connect_timeout_ms ? s->o.stall_ms : s->o.connect_timeout_ms;
+    uint64_t every =
+        s->o.stall_ms < s->o.connect_timeout_ms ? s->o.stall_ms : s->o.connect_timeout_ms;
     every /= 4;
     if (every < 10)
         every = 10;

@@ -22,16 +22,16 @@ static const char *const log_levels[] = {"error", "warn", "notice", "info", "deb
 
 #define F(field) offsetof(struct app_cli, field)
 static const struct cfg_entry app_table[] = {
-    {"listen", CFG_ADDR, F(app.listen), 0, 0, "127.0.0.1:8080", NULL,
-     "address to serve HTTP on", 0},
+    {"listen", CFG_ADDR, F(app.listen), 0, 0, "127.0.0.1:8080", NULL, "address to serve HTTP on",
+     0},
     {"name", CFG_STRING, F(app.name), 0, 0, NULL, NULL,
      "this instance's name, sent as X-Server (required)", 0},
     {"store", CFG_ADDR, F(app.store), 0, 0, NULL, NULL,
      "store address (Redis protocol); without it store endpoints answer 503", 0},
     {"store-timeout", CFG_DURATION, F(app.store_timeout_ms), 1, 600000, "500ms", NULL,
      "longest a request waits for the store before 503", 0},
-    {"store-connect-timeout", CFG_DURATION, F(app.store_connect_timeout_ms), 1, 600000, "1s",
-     NULL, "longest a store connect attempt may take", 0},
+    {"store-connect-timeout", CFG_DURATION, F(app.store_connect_timeout_ms), 1, 600000, "1s", NULL,
+     "longest a store connect attempt may take", 0},
     {"store-reconnect-min", CFG_DURATION, F(app.store_reconnect_min_ms), 1, 600000, "50ms", NULL,
      "first reconnect delay (doubles per failed attempt)", 0},
     {"store-reconnect-max", CFG_DURATION, F(app.store_reconnect_max_ms), 1, 600000, "1s", NULL,

@@ -31,8 +31,7 @@ static void test_user_documents(void **state)
     (void)state;
     struct buf out;
     const char *why = NULL;
-    assert_int_equal(user(" {\"name\" : \"Ann Lee\",\n \"n\": 12345678901234567890 } ", &out,
-                          &why),
+    assert_int_equal(user(" {\"name\" : \"Ann Lee\",\n \"n\": 12345678901234567890 } ", &out, &why),
                      0);
     /* whitespace goes, strings and numbers stay byte for byte */
     assert_buf(&out, "{\"name\":\"Ann Lee\",\"n\":12345678901234567890}");
@@ -45,9 +44,21 @@ static void test_user_documents(void **state)
     buf_free(&out);
 
     const char *bad[] = {
-        "",   "[1,2]", "\"str\"",  "42",     "null", "{", "{\"a\":1}x", "{\"a\":1}{}",
-        "{'a':1}", "{\"a\":}", "{\"a\":1,}", "{\"s\":\"\xff\"}", "{\"s\":\"\xc0\xaf\"}",
-        "{\"s\":\"\xed\xa0\x80\"}", "{\"a\":1} /* c */",
+        "",
+        "[1,2]",
+        "\"str\"",
+        "42",
+        "null",
+        "{",
+        "{\"a\":1}x",
+        "{\"a\":1}{}",
+        "{'a':1}",
+        "{\"a\":}",
+        "{\"a\":1,}",
+        "{\"s\":\"\xff\"}",
+        "{\"s\":\"\xc0\xaf\"}",
+        "{\"s\":\"\xed\xa0\x80\"}",
+        "{\"a\":1} /* c */",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why = NULL;
@@ -171,7 +182,8 @@ static void test_bodies(void **state)
     assert_buf(&b, "{\"id\":\"x\",\"deleted\":true}");
     b.len = 0;
     app_json_error(&b, "store unavailable", "said \"no\"", SLICE_LIT("u1"));
-    assert_buf(&b, "{\"error\":\"store unavailable\",\"detail\":\"said \\\"no\\\"\",\"id\":\"u1\"}");
+    assert_buf(&b,
+               "{\"error\":\"store unavailable\",\"detail\":\"said \\\"no\\\"\",\"id\":\"u1\"}");
     b.len = 0;
     app_json_error(&b, "not found", NULL, (struct slice){NULL, 0});
     assert_buf(&b, "{\"error\":\"not found\"}");
@@ -218,12 +230,9 @@ static void test_idem_record(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_user_documents),
-        cmocka_unit_test(test_delta),
-        cmocka_unit_test(test_idem_key),
-        cmocka_unit_test(test_int64),
-        cmocka_unit_test(test_bodies),
-        cmocka_unit_test(test_idem_record),
+        cmocka_unit_test(test_user_documents), cmocka_unit_test(test_delta),
+        cmocka_unit_test(test_idem_key),       cmocka_unit_test(test_int64),
+        cmocka_unit_test(test_bodies),         cmocka_unit_test(test_idem_record),
     };
     return cmocka_run_group_tests_name("app_json", tests, NULL, NULL);
 }
