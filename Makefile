@@ -77,10 +77,10 @@ fuzz-replay: $(REPLAY_BIN)
 	@set -e; for t in $(REPLAY_BIN); do n=$${t##*/replay_}; $$t tests/fuzz/corpus/$$n; done
 
 integration: $(BUILD)/tandem
-	TANDEM_BIN=$(abspath $(BUILD)/tandem) $(PYTHON) -m pytest -q -x tests/integration $(PYTEST_ARGS)
+	TANDEM_BIN=$(abspath $(BUILD)/tandem) TANDEM_SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q -x tests/integration $(PYTEST_ARGS)
 
 integration-quick: $(BUILD)/tandem
-	TANDEM_BIN=$(abspath $(BUILD)/tandem) $(PYTHON) -m pytest -q -x -m "not slow" tests/integration $(PYTEST_ARGS)
+	TANDEM_BIN=$(abspath $(BUILD)/tandem) TANDEM_SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q -x -m "not slow" tests/integration $(PYTEST_ARGS)
 
 check: all unit fuzz-replay integration
 
