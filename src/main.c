@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"app", cmd_app_main, "example stateless HTTP API (users, balances) backed by the store"},
     {"lb", cmd_lb_main, "load balancer: HTTP and TCP pools, active-active or active-passive"},
     {"version", cmd_version_main, "print versions and exit"},
+    {"load", cmd_load_main, "HTTP keep-alive load generator and failover checker"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
