@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"lb", cmd_lb_main, "load balancer: HTTP and TCP pools, active-active or active-passive"},
     {"version", cmd_version_main, "print versions and exit"},
     {"load", cmd_load_main, "HTTP keep-alive load generator and failover checker"},
+    {"demo", cmd_demo_main, "the architecture's story, live, with a measured table"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -136,7 +136,8 @@ void loadstats_record(struct loadstats *st, uint64_t now_us, enum loadstats_outc
     st->c.ok++;
     ph->c.ok++;
     st->c.servers[s]++;
-    ph->c.servers[s]++;
+    if (ph->c.servers[s]++ == 0)
+        ph->server_first_us[s] = now_us;
     hist_record(&st->lat, latency_us);
     hist_record(&ph->lat, latency_us);
     if (w) {

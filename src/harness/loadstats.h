@@ -57,6 +57,8 @@ struct loadstats_phase {
     bool has_ok;
     uint64_t first_ok_us;        /* first success inside this phase */
     uint64_t last_ok_us;
+    uint64_t server_first_us[LOADSTATS_MAX_SERVERS]; /* first ok per server in this phase;
+                                                       * valid where c.servers[i] > 0 */
 };
 
 struct loadstats_window {

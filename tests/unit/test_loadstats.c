@@ -154,6 +154,13 @@ static void test_phases_split_at_marks(void **state)
     assert_int_equal(p2->end_us, 120 * MS);
     assert_int_equal(p2->c.ok, 1);
     assert_int_equal(p2->longest_gap_us, 15 * MS);
+    /* when each server answered first in a phase: how failback is measured */
+    int a = loadstats_server_index(st, "a"), b = loadstats_server_index(st, "b");
+    assert_int_equal(p0->server_first_us[a], 10 * MS);
+    assert_int_equal(p0->server_first_us[b], 20 * MS);
+    assert_int_equal(p1->server_first_us[b], 90 * MS);
+    assert_int_equal(p1->c.servers[a], 0);
+    assert_int_equal(p2->server_first_us[a], 110 * MS);
 
     /* the phases add up to the run */
     uint64_t req = 0, okc = 0;
