@@ -302,7 +302,25 @@ static bool kid_alive(const struct kid *k)
     return k && k->c.running;
 }
 
-/* Shows the balancer's state changes (sub=health) and its warnings and errors. */
+/* The value of key in a logfmt line (quoted or bare); p NULL when absent. */
+static struct slice logfmt_get(struct slice line, const char *key)
+{
+    char pat[32];
+    int n = snprintf(pat, sizeof(pat), " %s=", key);
+    const char *at = memmem(line.p, line.len, pat, (size_t)n);
+    if (at == NULL)
+        return (struct slice){NULL, 0};
+    const char *v = at + n, *end = line.p + line.len;
+    if (v < end && *v == '"') {
+        const char *q = memchr(v + 1, '"', (size_t)(end - v - 1));
+        return slice_of(v + 1, q ? (size_t)(q - v - 1) : (size_t)(end - v - 1));
+    }
+    const char *sp = memchr(v, ' ', (size_t)(end - v));
+    return slice_of(v, sp ? (size_t)(sp - v) : (size_t)(end - v));
+}
+
+/* Shows the balancer's decisions as they happen: server state changes (sub=health), changes
+ * of the active server (sub=balance), and its warnings and errors, as "msg: key=value...". */
 static void on_lb_line(struct child *c, struct slice line, void *ud)
 {
     struct kid *k = ud;
@@ -310,20 +328,33 @@ static void on_lb_line(struct child *c, struct slice line, void *ud)
     (void)c;
     if (!d->live)
         return;
-    bool health = memmem(line.p, line.len, "sub=health", 10) != NULL;
+    bool shown = memmem(line.p, line.len, "sub=health", 10) ||
+                 memmem(line.p, line.len, "sub=balance", 11);
+    bool quiet = memmem(line.p, line.len, "lvl=debug", 9) || memmem(line.p, line.len, "lvl=info", 8);
     bool loud = memmem(line.p, line.len, "lvl=error", 9) || memmem(line.p, line.len, "lvl=warn", 8);
-    if (!health && !loud)
+    if ((!shown || quiet) && !loud)
         return;
-    if (memmem(line.p, line.len, "lvl=debug", 9) || memmem(line.p, line.len, "lvl=info", 8))
-        return;
-    const char *sub = memmem(line.p, line.len, "sub=", 4);
-    if (sub == NULL)
-        sub = line.p;
-    size_t n = line.len - (size_t)(sub - line.p);
-    if (d->load_running)
-        say(d, "  %6.2f   lb | %.*s\n", load_t(d), (int)n, sub);
+    struct buf b;
+    buf_init(&b);
+    struct slice msg = logfmt_get(line, "msg");
+    if (msg.p == NULL)
+        buf_append(&b, line.p, line.len);
     else
-        say(d, "           lb | %.*s\n", (int)n, sub);
+        buf_append(&b, msg.p, msg.len);
+    static const char *const keys[] = {"server", "state", "from", "to", "cause", "err"};
+    const char *sep = ": ";
+    for (size_t i = 0; msg.p && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        struct slice v = logfmt_get(line, keys[i]);
+        if (v.p == NULL)
+            continue;
+        buf_printf(&b, "%s%s=%.*s", sep, keys[i], (int)v.len, v.p);
+        sep = " ";
+    }
+    if (d->load_running)
+        say(d, "  %6.2f   lb | %.*s\n", load_t(d), (int)b.len, b.p);
+    else
+        say(d, "           lb | %.*s\n", (int)b.len, b.p);
+    buf_free(&b);
 }
 
 static struct kid *spawn(struct demo *d, const char *role, char *const argv[], bool watch)
