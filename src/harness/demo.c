@@ -302,6 +302,17 @@ static bool kid_alive(const struct kid *k)
     return k && k->c.running;
 }
 
+/* "exited with status N" or "was killed by signal N (name)". */
+static const char *exit_text(const struct kid *k, char *buf, size_t len)
+{
+    if (k->c.term_signal)
+        snprintf(buf, len, "was killed by signal %d (%s)", k->c.term_signal,
+                 strsignal(k->c.term_signal));
+    else
+        snprintf(buf, len, "exited with status %lld", (long long)k->c.exit_status);
+    return buf;
+}
+
 /* The value of key in a logfmt line (quoted or bare); p NULL when absent. */
 static struct slice logfmt_get(struct slice line, const char *key)
 {
@@ -409,9 +420,9 @@ static bool wait_listening(struct demo *d, struct kid *k, unsigned port, uint64_
     if (d->interrupted)
         return false;
     if (!kid_alive(k)) {
-        say(d, "  demo: %s (pid %d) exited with status %lld%s before listening on %u\n", k->role,
-            child_pid(&k->c), (long long)k->c.exit_status,
-            k->c.term_signal ? " (signal)" : "", port);
+        char why[96];
+        say(d, "  demo: %s (pid %d) %s before listening on %u\n", k->role, child_pid(&k->c),
+            exit_text(k, why, sizeof(why)), port);
         show_log_tail(d, k);
         return false;
     }
@@ -584,15 +595,17 @@ struct at_time {
 static bool time_reached(struct demo *d, void *arg)
 {
     struct at_time *a = arg;
-    return !d->load_running || loadgen_elapsed_us(d->lg) >= a->us;
+    return !d->load_running || loadgen_elapsed_us(d->lg) >= a->us ||
+           (d->lb && d->lb->expect_alive && !kid_alive(d->lb));
 }
 
 /* Something the demo expects to be running has died: the step fails. */
 static bool lb_died(struct demo *d)
 {
     if (d->lb && d->lb->expect_alive && !kid_alive(d->lb)) {
-        say(d, "  demo: the balancer (pid %d) exited unexpectedly with status %lld\n",
-            child_pid(&d->lb->c), (long long)d->lb->c.exit_status);
+        char why[96];
+        say(d, "  demo: the balancer (pid %d) %s unexpectedly\n", child_pid(&d->lb->c),
+            exit_text(d->lb, why, sizeof(why)));
         show_log_tail(d, d->lb);
         d->failed = true;
         return true;
@@ -754,18 +767,23 @@ static bool run_mode(struct demo *d, int mode)
     if (!load_start(d, o->connections, o->run_ms, true))
         return false;
     struct at_time kill_at = {o->kill_at_ms * 1000}, restart_at = {o->restart_at_ms * 1000};
-    bool cut = false;
-    if (run_until(d, time_reached, &kill_at, o->run_ms + 10000, false) && d->load_running &&
-        !lb_died(d)) {
+    run_until(d, time_reached, &kill_at, o->run_ms + 10000, false);
+    if (d->interrupted || lb_died(d)) {
+        load_end(d);
+        return false;
+    }
+    if (d->load_running) {
         loadgen_mark(d->lg);
         say(d, "  %6.2f   >>> kill -9 app A (pid %d)\n", load_t(d), child_pid(&d->app[0]->c));
         d->app[0]->expect_alive = false;
         child_kill(&d->app[0]->c, SIGKILL);
-    } else {
-        cut = true;
     }
-    if (!cut && run_until(d, time_reached, &restart_at, o->run_ms + 10000, false) &&
-        d->load_running && !lb_died(d)) {
+    run_until(d, time_reached, &restart_at, o->run_ms + 10000, false);
+    if (d->interrupted || lb_died(d)) {
+        load_end(d);
+        return false;
+    }
+    if (d->load_running) {
         loadgen_mark(d->lg);
         if (!start_app(d, 0, false)) {
             load_end(d);
@@ -773,12 +791,15 @@ static bool run_mode(struct demo *d, int mode)
         }
         say(d, "  %6.2f   >>> restart app A (pid %d)\n", load_t(d), child_pid(&d->app[0]->c));
     }
-    run_until(d, load_finished, NULL, o->run_ms + 10000, false);
+    struct at_time end = {UINT64_MAX};
+    run_until(d, time_reached, &end, o->run_ms + 10000, false);
+    if (d->interrupted || lb_died(d)) {
+        load_end(d);
+        return false;
+    }
     if (d->lg && !d->load_running)
         compute(d, mode);
     load_end(d);
-    if (d->interrupted || lb_died(d))
-        return false;
     print_mode_result(d, mode);
     say(d, "\n  stopping the balancer (pid %d)\n", child_pid(&d->lb->c));
     stop_kid(d, d->lb);
