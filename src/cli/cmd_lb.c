@@ -2,6 +2,7 @@
 /* cli/cmd_lb.c -- `tandem lb`: one pool from flags, or any number from --config FILE.
  * SIGHUP reloads the file without dropping established connections; SIGINT/SIGTERM stop. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,9 @@ int cmd_lb_main(int argc, char **argv)
         return 0;
     }
 
+    /* a client or server that goes away while we write must give EPIPE, not kill the
+     * balancer (libuv writes with write(2); uv_spawn resets inherited dispositions) */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct lb_run *r = calloc(1, sizeof(*r));

@@ -226,3 +226,18 @@ def test_help():
     for flag in ("--url", "--connections", "--duration", "--method", "--header", "--body",
                  "--timeout", "--rate", "--timeline", "--json"):
         assert flag in r.stdout
+
+
+def test_lb_survives_clients_leaving_mid_request(procs):
+    """Every load run ends by closing connections with requests in flight; the balancer must
+    take EPIPE/ECONNRESET as an error, not die of SIGPIPE (regression: it did)."""
+    _, port = start_server(procs, "A")
+    lb_port = free_port()
+    lb = procs.tandem("lb", "lb", "--listen", f"127.0.0.1:{lb_port}", "--server",
+                      f"A=127.0.0.1:{port}", "--check", "tcp", "--inter", "100ms")
+    wait_for(lambda: port_open(lb_port), 10, what="lb listening")
+    for _ in range(15):
+        rep = load_json("--url", f"http://127.0.0.1:{lb_port}/slow/20", "--connections", "8",
+                        "--duration", "50ms")
+        check_schema(rep)
+        assert lb.alive(), f"lb exited with {lb.popen.returncode}:\n{lb.log()}"
