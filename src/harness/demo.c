@@ -64,6 +64,7 @@ struct mode_result {
     double rps_before[2];
     double share_after_kill[2];
     uint64_t failed_after_kill;
+    uint64_t gap_kill_us;     /* longest gap ending between the kill and the restart */
     bool a_back;
     uint64_t a_back_us;       /* from the restart to A's first response */
     double share_end[2];      /* after the restart */
@@ -690,6 +691,7 @@ static void compute(struct demo *d, int mode)
     r->kill_us = p1->start_us;
     r->restart_us = p2->start_us;
     r->failed_after_kill = p1->c.failed + p2->c.failed;
+    r->gap_kill_us = p1->longest_gap_us;
     for (int i = 0; i < 2; i++) {
         uint64_t n1 = count_of(st, p1->c.servers, i), n2 = count_of(st, p2->c.servers, i);
         r->share_after_kill[i] = p1->c.ok ? 100.0 * (double)n1 / (double)p1->c.ok : 0.0;
@@ -728,8 +730,10 @@ static void print_mode_result(struct demo *d, int mode)
         }
         say(d, ")");
     }
-    say(d, "\n    longest gap:      %.1f ms without a successful response (ended at %.2f s)\n",
-        (double)r->longest_gap_us / 1000.0, (double)r->gap_end_us / 1e6);
+    say(d, "\n    longest gap:      %.1f ms without a successful response (ended at %.2f s);\n"
+           "                      %.1f ms across the kill\n",
+        (double)r->longest_gap_us / 1000.0, (double)r->gap_end_us / 1e6,
+        (double)r->gap_kill_us / 1000.0);
     if (r->a_back)
         say(d, "    after the restart: A answered again %.2f s later; then A %.1f%% / B %.1f%%\n",
             (double)r->a_back_us / 1e6, r->share_end[0], r->share_end[1]);
