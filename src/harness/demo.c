@@ -131,6 +131,9 @@ static bool run_until(struct demo *d, pred_fn pred, void *arg, uint64_t timeout_
             return true;
         if ((d->interrupted && !ignore_signals) || clock_now_ms() >= deadline)
             return false;
+        /* the loop's cached time may be stale after blocking work (spawn, connect): a timer
+         * armed from it could already be due and leave UV_RUN_ONCE waiting forever */
+        uv_update_time(&d->loop);
         uv_timer_start(&d->wake, on_wake, 10, 0);
         uv_run(&d->loop, UV_RUN_ONCE);
     }
@@ -654,6 +657,7 @@ static bool wait_ready(struct demo *d, int mode)
             up = lb_server_up(d, "B");
             if (up == 1)
                 break;
+            uv_update_time(&d->loop);
             uv_timer_start(&d->wake, on_wake, 50, 0);
             uv_run(&d->loop, UV_RUN_ONCE);
         }
