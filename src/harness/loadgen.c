@@ -673,6 +673,9 @@ int loadgen_start(struct loadgen *lg, loadgen_done_cb done, void *ud)
     lg->run_timer.data = lg;
     lg->open_handles = 1;
     lg->running = true;
+    /* timers count from the loop's cached time, which may be stale here (the caller may have
+     * blocked since the last iteration): refresh it so the run lasts duration_ms from now */
+    uv_update_time(lg->loop);
     lg->t0_us = clock_now_us();
     for (unsigned i = 0; i < lg->o.connections; i++) {
         struct conn *c = &lg->conns[i];
