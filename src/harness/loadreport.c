@@ -45,7 +45,8 @@ static size_t timeline_len(const struct loadstats *st)
 {
     if (st->window_us == 0)
         return 0;
-    size_t n = (size_t)((st->end_us + st->window_us - 1) / st->window_us);
+    /* whole windows up to the end, plus a last partial one only when something landed in it */
+    size_t n = (size_t)(st->end_us / st->window_us);
     return n > st->nwindows ? n : st->nwindows;
 }
 

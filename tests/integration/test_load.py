@@ -74,8 +74,9 @@ def test_json_against_live_server(procs):
     assert rep["ok"] > 50
     assert rep["servers"] == {"A": rep["ok"]}
     assert 0.9 <= rep["duration_s"] <= 1.5
-    assert len(rep["timeline"]) == 4
-    assert [w["t_ms"] for w in rep["timeline"]] == [0, 250, 500, 750]
+    # four whole windows; a fifth, partial one only if a response landed after 1000 ms
+    assert [w["t_ms"] for w in rep["timeline"]][:4] == [0, 250, 500, 750]
+    assert len(rep["timeline"]) in (4, 5)
     assert rep["rps"] == pytest.approx(rep["ok"] / rep["duration_s"], rel=0.01)
     # with a healthy server the longest pause between successes is short
     assert rep["longest_gap_ms"] < 500
