@@ -819,16 +819,17 @@ static bool run_mode(struct demo *d, int mode)
 static void print_table(struct demo *d)
 {
     say(d, "\n== what was measured, this run, this machine ================================\n\n");
-    say(d, "  %-15s %-8s %-9s %-10s %-11s %-24s %s\n", "mode", "both", "failed", "longest",
-        "split", "req/s before the kill", "A back after");
-    say(d, "  %-15s %-8s %-9s %-10s %-11s %-24s %s\n", "", "serving?", "requests", "gap", "A / B",
-        "A + B", "its restart");
+    say(d, "  %-15s %-9s %-9s %-16s %-11s %-20s %s\n", "mode", "both", "failed",
+        "longest gap, ms", "split", "req/s before kill", "A back after");
+    say(d, "  %-15s %-9s %-9s %-16s %-11s %-20s %s\n", "", "serving?", "requests",
+        "at kill / run", "A / B", "A + B", "its restart");
     for (int m = 0; m < NMODES; m++) {
         const struct mode_result *r = &d->res[m];
         if (!r->ran)
             continue;
-        char gap[32], split[32], rps[48], back[32];
-        snprintf(gap, sizeof(gap), "%.1f ms", (double)r->longest_gap_us / 1000.0);
+        char gap[40], split[32], rps[48], back[32];
+        snprintf(gap, sizeof(gap), "%.1f / %.1f", (double)r->gap_kill_us / 1000.0,
+                 (double)r->longest_gap_us / 1000.0);
         snprintf(split, sizeof(split), "%.0f%% / %.0f%%", r->share_before[0], r->share_before[1]);
         const char *idle = r->rps_before[1] < 1.0 ? " (B idle)" :
                            r->rps_before[0] < 1.0 ? " (A idle)" : "";
@@ -838,11 +839,13 @@ static void print_table(struct demo *d)
         else
             snprintf(back, sizeof(back), "%s", r->complete ? "not yet" : "-");
         bool both = r->share_before[0] > 0 && r->share_before[1] > 0;
-        say(d, "  %-15s %-8s %-9llu %-10s %-11s %-24s %s\n", mode_names[m], both ? "yes" : "no",
+        say(d, "  %-15s %-9s %-9llu %-16s %-11s %-20s %s\n", mode_names[m], both ? "yes" : "no",
             (unsigned long long)r->failed, gap, split, rps, back);
     }
     say(d, "\n  failed requests: any 5xx, reset, timeout or connect error a client saw.\n"
-           "  longest gap: the longest time with no successful response on any connection.\n"
+           "  longest gap: the longest time with no successful response on any connection,\n"
+           "  across the kill and over the whole run (on a busy machine, the run's longest\n"
+           "  gap may come from scheduling rather than from the failover).\n"
            "  idle capacity: in active-passive the backup's capacity is paid for but unused\n"
            "  until the primary fails; in active-active every server carries load.\n");
 }
