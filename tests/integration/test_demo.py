@@ -89,14 +89,16 @@ exit 2
 
 
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path):
+def test_demo_end_to_end(procs, tmp_path):
     if not (has_command("app") and has_command("lb")):
         pytest.skip("tandem app / tandem lb not in this build yet")
-    r = subprocess.run([TANDEM, "demo", "--run", "3s", "--kill-at", "1s", "--restart-at",
-                        "1800ms", "--log-dir", str(tmp_path / "logs")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    out = r.stdout
+    # through procs: if the test fails or times out, the demo gets SIGTERM and stops its
+    # children (a SIGKILL would orphan them)
+    demo = procs.start("demo", [TANDEM, "demo", "--run", "3s", "--kill-at", "1s",
+                                "--restart-at", "1800ms", "--log-dir", str(tmp_path / "logs")])
+    demo.popen.wait(timeout=120)
+    out = demo.log()
+    assert demo.popen.returncode == 0, out
     assert "what was measured" in out
     row = r"\s+(\S+)\s+(\d+)\s+([\d.]+) / ([\d.]+)\s+(\d+)% / (\d+)%"
     aa = re.search(r"^  active-active" + row, out, re.M)
