@@ -44,7 +44,8 @@ static const struct command *find(const char *name)
 
 int main(int argc, char **argv)
 {
-    /* a peer that closes while we write must give EPIPE, not kill the process */
+    /* a peer that closes while we write must give EPIPE, not kill the process (for every
+     * command: the balancer, app, store and load generator all write to sockets) */
     signal(SIGPIPE, SIG_IGN);
     char self[256];
     snprintf(self, sizeof(self), "%s", argv[0]);

@@ -119,8 +119,6 @@ int cmd_app_main(int argc, char **argv)
         c.app.store_reconnect_max_ms = c.app.store_reconnect_min_ms;
     log_init("app", c.app.name);
     log_set_level((enum log_level)c.log_level);
-    /* a peer that goes away mid-write must give EPIPE, not kill the process */
-    signal(SIGPIPE, SIG_IGN);
 
     struct app_main m;
     memset(&m, 0, sizeof(m));

@@ -78,8 +78,6 @@ int cmd_demo_main(int argc, char **argv)
         goto out;
     }
     log_init("demo", NULL);
-    /* a peer that resets while the load generator writes must give EPIPE, not kill us */
-    signal(SIGPIPE, SIG_IGN);
     struct demo_opts o;
     demo_opts_default(&o);
     o.exe = cfg.exe;

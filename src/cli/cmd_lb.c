@@ -207,9 +207,6 @@ int cmd_lb_main(int argc, char **argv)
         return 0;
     }
 
-    /* a client or server that goes away while we write must give EPIPE, not kill the
-     * balancer (libuv writes with write(2); uv_spawn resets inherited dispositions) */
-    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct lb_run *r = calloc(1, sizeof(*r));

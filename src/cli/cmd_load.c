@@ -168,8 +168,6 @@ int cmd_load_main(int argc, char **argv)
         goto out;
     }
     r.lg = lg;
-    /* a peer that resets while we write must produce EPIPE, not kill the process */
-    signal(SIGPIPE, SIG_IGN);
     uv_signal_init(&r.loop, &r.sigint);
     uv_signal_init(&r.loop, &r.sigterm);
     r.sigint.data = r.sigterm.data = &r;
