@@ -13,8 +13,9 @@
  * Write path (loop thread unless noted):
  *   append -> record encoded into `pending`
  *   commit -> if no job is in flight, `pending` becomes the job's buffer and the job runs on the
- *             thread pool: pwrite at the segment offset, [rotate: fdatasync + close the old
- *             segment, create the next one, fsync DIR], fdatasync when the policy asks;
+ *             thread pool: pwrite at the segment offset, [at each segment switch: fdatasync +
+ *             close the old segment, create the next one, fsync DIR], fdatasync when the
+ *             policy asks;
  *             otherwise the commit is remembered and issued when the running job ends, with
  *             everything buffered meanwhile (group commit: one write + one fdatasync per batch)
  *   done   -> written/durable lsn advance, on_durable(durable lsn)
@@ -55,21 +56,29 @@ struct seg {
     uint64_t bytes;
 };
 
+/* A segment switch inside a batch: bytes from `at` on go to a new segment named `lsn`. */
+struct rot {
+    size_t at;
+    uint64_t lsn;
+};
+
+struct rots {
+    struct rot *v;
+    size_t n, cap;
+};
+
 /* One batch handed to the thread pool. Fields marked "out" are written by the job. */
 struct wal_job {
     struct buf data;
-    bool rotate;
-    size_t rotate_at;          /* data[0..rotate_at) goes to the old segment */
-    uint64_t rotate_first_lsn; /* name of the new segment */
-    uint64_t rotate_prev_lsn;  /* last lsn of the old segment */
+    struct rots rots;
     int fd;                    /* in: current segment or -1; out: current after the job */
     uint64_t off;              /* in/out: write offset in fd */
     bool sync;
     uint64_t last_lsn;
     const char *dir;
     int err;         /* out */
-    bool synced;     /* out: fdatasync of everything done */
-    bool synced_old; /* out: the old segment was synced by the rotation */
+    bool synced;          /* out: fdatasync of everything done */
+    uint64_t synced_upto; /* out: last lsn of the last segment closed (and synced) */
     uint64_t us;     /* out: duration */
 };
 
@@ -91,9 +100,7 @@ struct wal {
     uint64_t snap_lsn, snap_term, snap_bytes;
 
     struct buf pending;
-    bool pending_rotate;
-    size_t pending_rotate_at;
-    uint64_t pending_rotate_lsn;
+    struct rots pending_rots;
     bool want_rotate;
     uint64_t cur_seg_bytes; /* bytes in the current segment, pending included */
     uint64_t growth;        /* bytes appended since the last snapshot started */
@@ -705,15 +712,23 @@ static void set_error(struct wal *w, int e)
         w->opt.on_error(w->opt.ud, e);
 }
 
+/* Before appending a record: if a new segment is wanted, it starts with this record. */
 static void place_rotation(struct wal *w)
 {
-    if (!w->want_rotate || w->pending_rotate)
+    if (!w->want_rotate)
         return;
     w->want_rotate = false;
-    w->pending_rotate = true;
-    w->pending_rotate_at = w->pending.len;
-    w->pending_rotate_lsn = w->next_lsn;
     w->cur_seg_bytes = 0;
+    struct rots *r = &w->pending_rots;
+    if (r->n > 0 && r->v[r->n - 1].at == w->pending.len)
+        return; /* already switching here */
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 4;
+        r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+    }
+    r->v[r->n].at = w->pending.len;
+    r->v[r->n].lsn = w->next_lsn;
+    r->n++;
 }
 
 static void appended(struct wal *w, size_t size, uint64_t term)
@@ -753,45 +768,44 @@ int wal_append_record(struct wal *w, const struct walrec *rec)
     return 0;
 }
 
-/* Runs on a thread-pool thread (or inline): touches only the job and fsio. */
+/* Runs on a thread-pool thread (or inline): touches only the job and fsio. For each segment
+ * switch: write what belongs to the old segment, fdatasync and close it, create the new one
+ * and fsync DIR so its name is durable; then the rest, then fdatasync when asked. */
 static void run_job(struct wal_job *j)
 {
     uint64_t t0 = clock_now_us();
-    size_t first = j->rotate ? j->rotate_at : j->data.len;
+    size_t pos = 0;
     int r = 0;
-    if (first > 0) {
-        TD_ASSERT(j->fd >= 0);
-        r = pwrite_all(j->fd, j->data.p, first, j->off);
-        if (r == 0)
-            j->off += first;
-    }
-    if (r == 0 && j->rotate) {
+    for (size_t k = 0; k <= j->rots.n && r == 0; k++) {
+        size_t end = k < j->rots.n ? j->rots.v[k].at : j->data.len;
+        if (end > pos) {
+            TD_ASSERT(j->fd >= 0);
+            r = pwrite_all(j->fd, j->data.p + pos, end - pos, j->off);
+            if (r != 0)
+                break;
+            j->off += end - pos;
+            pos = end;
+        }
+        if (k == j->rots.n)
+            break;
         if (j->fd >= 0) {
             r = fsio_fdatasync(j->fd);
-            if (r == 0) {
-                j->synced_old = true;
-                fsio_close(j->fd);
-                j->fd = -1;
-            }
+            if (r != 0)
+                break;
+            j->synced_upto = j->rots.v[k].lsn - 1;
+            fsio_close(j->fd);
+            j->fd = -1;
         }
-        if (r == 0) {
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", j->dir,
-                     j->rotate_first_lsn);
-            int fd = fsio_open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-            if (fd < 0) {
-                r = fd;
-            } else {
-                j->fd = fd;
-                j->off = 0;
-                r = fsio_fsync_dir(j->dir);
-            }
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/wal-%020" PRIu64 ".log", j->dir, j->rots.v[k].lsn);
+        int fd = fsio_open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0) {
+            r = fd;
+            break;
         }
-        if (r == 0 && j->data.len > j->rotate_at) {
-            r = pwrite_all(j->fd, j->data.p + j->rotate_at, j->data.len - j->rotate_at, 0);
-            if (r == 0)
-                j->off = j->data.len - j->rotate_at;
-        }
+        j->fd = fd;
+        j->off = 0;
+        r = fsio_fsync_dir(j->dir);
     }
     if (r == 0 && j->sync && j->fd >= 0) {
         r = fsio_fdatasync(j->fd);
@@ -815,22 +829,24 @@ static void job_done(struct wal *w)
     if (j->err) {
         set_error(w, j->err);
     } else {
-        if (j->rotate) {
+        size_t pos = 0;
+        for (size_t k = 0; k < j->rots.n; k++) {
             if (w->nsegs > 0)
-                w->segs[w->nsegs - 1].bytes += j->rotate_at;
-            segs_push(w, j->rotate_first_lsn, j->data.len - j->rotate_at);
-            if (w->snap_lsn > 0)
-                drop_obsolete(w);
-        } else if (w->nsegs > 0) {
-            w->segs[w->nsegs - 1].bytes += j->data.len;
+                w->segs[w->nsegs - 1].bytes += j->rots.v[k].at - pos;
+            segs_push(w, j->rots.v[k].lsn, 0);
+            pos = j->rots.v[k].at;
         }
+        if (w->nsegs > 0)
+            w->segs[w->nsegs - 1].bytes += j->data.len - pos;
+        if (j->rots.n > 0 && w->snap_lsn > 0)
+            drop_obsolete(w);
         w->written_lsn = j->last_lsn;
         uint64_t durable = w->durable_lsn;
         if (j->synced)
             durable = j->last_lsn;
-        else if (j->synced_old && j->rotate_prev_lsn > durable)
-            durable = j->rotate_prev_lsn;
-        if (j->synced || j->synced_old)
+        else if (j->synced_upto > durable)
+            durable = j->synced_upto;
+        if (j->synced || j->synced_upto)
             w->syncs++;
         if (durable > w->durable_lsn) {
             w->durable_lsn = durable;
@@ -874,11 +890,10 @@ static void dispatch(struct wal *w)
     j->data = w->pending;
     w->pending = tmp;
     w->pending.len = 0;
-    j->rotate = w->pending_rotate;
-    j->rotate_at = w->pending_rotate_at;
-    j->rotate_first_lsn = w->pending_rotate_lsn;
-    j->rotate_prev_lsn = w->pending_rotate_lsn - 1;
-    w->pending_rotate = false;
+    struct rots rt = j->rots;
+    j->rots = w->pending_rots;
+    w->pending_rots = rt;
+    w->pending_rots.n = 0;
     j->fd = w->fd;
     j->off = w->off;
     j->sync = w->opt.fsync == WAL_FSYNC_ALWAYS || w->sync_wanted || w->closing;
@@ -886,7 +901,8 @@ static void dispatch(struct wal *w)
     j->last_lsn = w->next_lsn - 1;
     j->dir = w->dir;
     j->err = 0;
-    j->synced = j->synced_old = false;
+    j->synced = false;
+    j->synced_upto = 0;
     w->busy = true;
     if (w->loop) {
         w->work.data = w;
@@ -1437,6 +1453,8 @@ static void finish_close(struct wal *w)
     w->lock_fd = -1;
     buf_free(&w->pending);
     buf_free(&w->job.data);
+    free(w->pending_rots.v);
+    free(w->job.rots.v);
     free(w->segs);
     free(w->snaps);
     free(w->dir);
@@ -1462,11 +1480,15 @@ void wal_close(struct wal *w, wal_close_cb cb, void *ud)
     w->close_cb = cb;
     w->close_ud = ud;
     if (w->child > 0) {
+        /* Our own child, by pid. It may have finished already (not yet reaped): then its
+         * snapshot is complete and counts. */
         kill(w->child, SIGKILL);
-        while (waitpid(w->child, NULL, 0) == -1 && errno == EINTR)
+        int status = 0;
+        while (waitpid(w->child, &status, 0) == -1 && errno == EINTR)
             ;
         uv_timer_stop(&w->child_timer);
-        snapshot_ended(w, -ECANCELED, w->child_lsn, w->child_term, 0);
+        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        snapshot_ended(w, ok ? 0 : -ECANCELED, w->child_lsn, w->child_term, 0);
     }
     if (!w->busy && w->err == 0 && w->recovered &&
         (w->pending.len > 0 || w->durable_lsn < w->written_lsn)) {
