@@ -363,7 +363,7 @@ int snapshot_load(const char *path, snapshot_load_fn fn, void *ud, struct snapsh
         /* Refill: keep the unparsed tail, read more. */
         buf_consume(&b, start);
         start = 0;
-        buf_reserve(&b, 1u << 20);
+        buf_reserve(&b, 64u << 10);
         ssize_t n = fsio_read(fd, b.p + b.len, b.cap - b.len);
         if (n < 0) {
             rc = (int)n;

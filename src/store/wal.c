@@ -183,6 +183,8 @@ static void segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
 
 static void segs_remove_first(struct wal *w, size_t k)
 {
+    if (k == 0)
+        return;
     memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
     w->nsegs -= k;
 }
@@ -315,8 +317,10 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
         wal_close(w, NULL, NULL);
         return r;
     }
-    qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
-    qsort(w->snaps, w->nsnaps, sizeof(*w->snaps), cmp_u64);
+    if (w->nsegs > 1)
+        qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
+    if (w->nsnaps > 1)
+        qsort(w->snaps, w->nsnaps, sizeof(*w->snaps), cmp_u64);
     if (loop) {
         uv_timer_init(loop, &w->sync_timer);
         uv_timer_init(loop, &w->child_timer);
