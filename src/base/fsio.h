@@ -100,13 +100,13 @@ enum fsio_crash {
 };
 
 struct fsio_fault {
-    uint64_t at;    /* 1-based number of the counted call that strikes; 0 = never */
-    unsigned ops;   /* mask of (1u << FSIO_OP_*) to count; 0 means FSIO_OPS_ALL */
+    uint64_t at;  /* 1-based number of the counted call that strikes; 0 = never */
+    unsigned ops; /* mask of (1u << FSIO_OP_*) to count; 0 means FSIO_OPS_ALL */
     bool persistent;
-    int err;        /* negated errno for FSIO_FAULT_ERROR; 0 means -EIO */
+    int err; /* negated errno for FSIO_FAULT_ERROR; 0 means -EIO */
     enum fsio_fault_kind kind;
     enum fsio_crash crash;
-    uint64_t seed;  /* drives crash damage */
+    uint64_t seed; /* drives crash damage */
 };
 
 /* Installs a plan (copied), resets the call counter, starts tracking unsynced writes. */

@@ -164,8 +164,8 @@ ssize_t walrec_find_valid(const char *p, size_t n, size_t from)
     return -1;
 }
 
-int walrec_scan(const char *p, size_t n, uint64_t expect_lsn, uint64_t min_term,
-                walrec_scan_fn fn, void *ud, struct walrec_scan *out)
+int walrec_scan(const char *p, size_t n, uint64_t expect_lsn, uint64_t min_term, walrec_scan_fn fn,
+                void *ud, struct walrec_scan *out)
 {
     memset(out, 0, sizeof(*out));
     size_t off = 0;

@@ -58,22 +58,22 @@ void walrec_argv(const struct walrec *rec, struct slice *argv);
 
 /* Classification of a segment's bytes by walrec_scan. */
 enum walrec_scan_status {
-    WALREC_SCAN_CLEAN = 0,  /* every byte belongs to a valid record */
-    WALREC_SCAN_TORN,       /* valid records, then bytes that hold no valid record at all */
-    WALREC_SCAN_CORRUPT,    /* a bad region followed by a valid record, or a sequence break */
+    WALREC_SCAN_CLEAN = 0, /* every byte belongs to a valid record */
+    WALREC_SCAN_TORN,      /* valid records, then bytes that hold no valid record at all */
+    WALREC_SCAN_CORRUPT,   /* a bad region followed by a valid record, or a sequence break */
 };
 
 struct walrec_scan {
     enum walrec_scan_status status;
-    size_t good_len;     /* bytes of the valid prefix: records [0, nrecords) */
+    size_t good_len; /* bytes of the valid prefix: records [0, nrecords) */
     uint64_t nrecords;
-    uint64_t first_lsn;  /* of the prefix; 0 when empty */
-    uint64_t last_lsn;   /* of the prefix; 0 when empty */
-    uint64_t last_term;  /* of the prefix; 0 when empty */
-    size_t next_valid;   /* CORRUPT: offset of a valid record after the bad region, else 0 */
-    uint64_t next_lsn;   /* CORRUPT: lsn of that record (0 for a sequence break) */
-    int reason;          /* TD_ECORRUPT or TD_EINCOMPLETE at good_len, 0 when CLEAN */
-    bool seq_break;      /* CORRUPT because a valid record broke the lsn/term sequence */
+    uint64_t first_lsn; /* of the prefix; 0 when empty */
+    uint64_t last_lsn;  /* of the prefix; 0 when empty */
+    uint64_t last_term; /* of the prefix; 0 when empty */
+    size_t next_valid;  /* CORRUPT: offset of a valid record after the bad region, else 0 */
+    uint64_t next_lsn;  /* CORRUPT: lsn of that record (0 for a sequence break) */
+    int reason;         /* TD_ECORRUPT or TD_EINCOMPLETE at good_len, 0 when CLEAN */
+    bool seq_break;     /* CORRUPT because a valid record broke the lsn/term sequence */
 };
 
 /* Called for each record of the valid prefix, in order; a non-zero return stops the scan and
@@ -87,8 +87,8 @@ typedef int (*walrec_scan_fn)(void *ud, const struct walrec *rec);
  * buffer is searched for any valid record: none makes the status TORN, one makes it CORRUPT.
  * A valid record out of sequence is CORRUPT too (seq_break). Returns 0 or fn's non-zero
  * value. Pure and bounded: O(n) decode attempts after a bad record. */
-int walrec_scan(const char *p, size_t n, uint64_t expect_lsn, uint64_t min_term,
-                walrec_scan_fn fn, void *ud, struct walrec_scan *out);
+int walrec_scan(const char *p, size_t n, uint64_t expect_lsn, uint64_t min_term, walrec_scan_fn fn,
+                void *ud, struct walrec_scan *out);
 /* Offset of the first valid record in p[from..n), or -1 when there is none. */
 ssize_t walrec_find_valid(const char *p, size_t n, size_t from);
 

@@ -28,7 +28,7 @@ struct snapshot_writer {
     uint64_t items;
     uint64_t bytes;
     bool in_item;
-    size_t item_off;  /* offset in b of the open frame */
+    size_t item_off; /* offset in b of the open frame */
     size_t nvals_left;
 };
 
@@ -216,9 +216,8 @@ int snapshot_parse_header(const char *p, size_t n, struct snapshot_info *info)
     return 0;
 }
 
-ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it,
-                             struct slice **vals, size_t *cap, bool *is_end,
-                             uint64_t *end_count)
+ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it, struct slice **vals,
+                             size_t *cap, bool *is_end, uint64_t *end_count)
 {
     *is_end = false;
     if (n < FRAME_HDR)

@@ -82,9 +82,8 @@ int snapshot_read_header(const char *path, struct snapshot_info *info);
  * Returns the frame size (> 0) and fills *it (vals stored in *vals, grown with xrealloc,
  * capacity *cap) or sets *end_count for the end marker (*is_end true); TD_EINCOMPLETE when more
  * bytes are needed; TD_ECORRUPT. */
-ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it,
-                             struct slice **vals, size_t *cap, bool *is_end,
-                             uint64_t *end_count);
+ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it, struct slice **vals,
+                             size_t *cap, bool *is_end, uint64_t *end_count);
 /* Parses a header (SNAPSHOT_HEADER_SIZE bytes at p): 0 or TD_ECORRUPT. */
 int snapshot_parse_header(const char *p, size_t n, struct snapshot_info *info);
 

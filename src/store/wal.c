@@ -71,15 +71,15 @@ struct rots {
 struct wal_job {
     struct buf data;
     struct rots rots;
-    int fd;                    /* in: current segment or -1; out: current after the job */
-    uint64_t off;              /* in/out: write offset in fd */
+    int fd;       /* in: current segment or -1; out: current after the job */
+    uint64_t off; /* in/out: write offset in fd */
     bool sync;
     uint64_t last_lsn;
     const char *dir;
-    int err;         /* out */
+    int err;              /* out */
     bool synced;          /* out: fdatasync of everything done */
     uint64_t synced_upto; /* out: last lsn of the last segment closed (and synced) */
-    uint64_t us;     /* out: duration */
+    uint64_t us;          /* out: duration */
 };
 
 struct wal {
@@ -293,8 +293,8 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
     if (r < 0) {
         fsio_close(lock_fd);
         if (r == -EWOULDBLOCK)
-            return fail(err, errlen, r,
-                        "wal: directory %s is in use by another tandem db process", dir);
+            return fail(err, errlen, r, "wal: directory %s is in use by another tandem db process",
+                        dir);
         return fail(err, errlen, r, "wal: cannot lock %s: %s", path, td_strerror(r));
     }
     struct wal *w = xcalloc(1, sizeof(*w));
@@ -473,8 +473,8 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
         why[0] = '\0';
         r = snapshot_load(path, load, ud, &info, why, sizeof(why));
         if (r == 0 && info.lsn != lsn)
-            r = fail(why, sizeof(why), TD_ECORRUPT, "snapshot %s: header says lsn %" PRIu64,
-                     path, info.lsn);
+            r = fail(why, sizeof(why), TD_ECORRUPT, "snapshot %s: header says lsn %" PRIu64, path,
+                     info.lsn);
         if (r == TD_ECORRUPT)
             return fail(err, errlen, r, "wal: %s; refusing to start (the snapshot is damaged)",
                         why);
@@ -506,8 +506,7 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
         return fail(err, errlen, TD_ECORRUPT,
                     "wal: the log starts at lsn %" PRIu64 " but the snapshot ends at lsn %" PRIu64
                     ": records %" PRIu64 "..%" PRIu64 " are missing; refusing to start",
-                    w->segs[0].first_lsn, w->snap_lsn, w->snap_lsn + 1,
-                    w->segs[0].first_lsn - 1);
+                    w->segs[0].first_lsn, w->snap_lsn, w->snap_lsn + 1, w->segs[0].first_lsn - 1);
 
     /* 3. Replay every segment; the first bad byte ends the log or refuses. */
     struct replay rp = {w, apply, ud, NULL, 0, 0, 0};
@@ -573,8 +572,7 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
                 r = fail(err, errlen, TD_ECORRUPT,
                          "wal: record at offset %zu of %s breaks the sequence (lsn %" PRIu64
                          " after lsn %" PRIu64 "); refusing to start. Restart with repair "
-                         "enabled to cut the log after lsn %" PRIu64
-                         " (later records are saved)",
+                         "enabled to cut the log after lsn %" PRIu64 " (later records are saved)",
                          sc.good_len, path, sc.next_lsn, log_last, log_last);
             else
                 r = fail(err, errlen, TD_ECORRUPT,
@@ -710,8 +708,8 @@ static void set_error(struct wal *w, int e)
     if (w->err)
         return;
     w->err = e;
-    log_error("wal", "log write failed, the log is now read-only", "err=%s dir=%s",
-              td_strerror(e), w->dir);
+    log_error("wal", "log write failed, the log is now read-only", "err=%s dir=%s", td_strerror(e),
+              w->dir);
     if (w->opt.on_error)
         w->opt.on_error(w->opt.ud, e);
 }
@@ -1140,8 +1138,8 @@ int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
         _exit(rc == 0 ? 0 : 1);
     }
     w->child = pid;
-    log_notice("wal", "snapshot started", "lsn=%" PRIu64 " pid=%d fork_ms=%" PRIu64, lsn,
-               (int)pid, clock_now_ms() - w->snap_started_ms);
+    log_notice("wal", "snapshot started", "lsn=%" PRIu64 " pid=%d fork_ms=%" PRIu64, lsn, (int)pid,
+               clock_now_ms() - w->snap_started_ms);
     uv_timer_start(&w->child_timer, child_timer_cb, CHILD_POLL_MS, CHILD_POLL_MS);
     return 0;
 }
@@ -1381,8 +1379,8 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
     w->written_lsn = w->durable_lsn = lsn;
     if (ndiscarded)
         *ndiscarded = n;
-    log_notice("wal", "log truncated", "after_lsn=%" PRIu64 " discarded=%" PRIu64
-               " saved=%s/discarded-%" PRIu64 ".log",
+    log_notice("wal", "log truncated",
+               "after_lsn=%" PRIu64 " discarded=%" PRIu64 " saved=%s/discarded-%" PRIu64 ".log",
                lsn, n, w->dir, cf.term);
     return 0;
 }
@@ -1428,8 +1426,7 @@ int wal_install_snapshot(struct wal *w, const char *path)
     w->written_lsn = w->durable_lsn = info.lsn;
     w->want_rotate = true;
     w->cur_seg_bytes = 0;
-    log_notice("wal", "snapshot installed", "lsn=%" PRIu64 " term=%" PRIu64, info.lsn,
-               info.term);
+    log_notice("wal", "snapshot installed", "lsn=%" PRIu64 " term=%" PRIu64, info.lsn, info.term);
     return 0;
 }
 

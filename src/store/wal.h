@@ -58,9 +58,9 @@ typedef void (*wal_close_cb)(void *ud);
 
 struct wal_options {
     enum wal_fsync fsync;
-    uint64_t segment_bytes;   /* rotate segments past this size; 0 = 64 MiB */
-    bool snapshot_in_process; /* write snapshots in-process instead of in a fork()ed child */
-    bool repair;              /* truncate at the first bad record even when valid ones follow */
+    uint64_t segment_bytes;    /* rotate segments past this size; 0 = 64 MiB */
+    bool snapshot_in_process;  /* write snapshots in-process instead of in a fork()ed child */
+    bool repair;               /* truncate at the first bad record even when valid ones follow */
     wal_durable_cb on_durable; /* may be NULL */
     wal_error_cb on_error;     /* may be NULL */
     void *ud;
@@ -68,28 +68,28 @@ struct wal_options {
 
 struct wal_recovery {
     uint64_t snapshot_lsn, snapshot_term, snapshot_items;
-    uint64_t records;         /* log records applied after the snapshot */
+    uint64_t records; /* log records applied after the snapshot */
     uint64_t last_lsn, last_term;
     uint64_t truncated_bytes; /* torn or (with repair) corrupt bytes cut from the log */
     uint64_t elapsed_ms;
-    char warning[512];        /* non-empty when something was truncated (also logged) */
+    char warning[512]; /* non-empty when something was truncated (also logged) */
 };
 
 struct wal_stats {
     enum wal_fsync fsync;
     uint64_t last_lsn, last_term, written_lsn, durable_lsn;
     uint64_t snapshot_lsn, snapshot_term, snapshot_bytes;
-    uint64_t log_bytes;       /* bytes in live segments, pending included */
+    uint64_t log_bytes; /* bytes in live segments, pending included */
     uint64_t segments;
-    uint64_t pending_bytes;   /* appended, not yet handed to a write */
-    uint64_t commits, syncs;  /* write jobs, fdatasyncs */
-    uint64_t last_sync_us;    /* duration of the last write+fdatasync job */
-    uint64_t snapshots;       /* completed */
+    uint64_t pending_bytes;  /* appended, not yet handed to a write */
+    uint64_t commits, syncs; /* write jobs, fdatasyncs */
+    uint64_t last_sync_us;   /* duration of the last write+fdatasync job */
+    uint64_t snapshots;      /* completed */
     bool snapshot_running;
-    int last_snapshot_status; /* 0 ok, else the error of the last attempt */
-    uint64_t last_snapshot_ms;       /* its duration */
-    uint64_t last_snapshot_wall_ms;  /* when it ended (Unix ms), 0 = never */
-    int io_error;             /* 0, or the error that broke the log */
+    int last_snapshot_status;       /* 0 ok, else the error of the last attempt */
+    uint64_t last_snapshot_ms;      /* its duration */
+    uint64_t last_snapshot_wall_ms; /* when it ended (Unix ms), 0 = never */
+    int io_error;                   /* 0, or the error that broke the log */
 };
 
 /* "always" | "everysec" | "no" -> *out; 0 or -EINVAL. */
@@ -112,8 +112,7 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
 
 /* Buffers a record of argv[0..argc) in term (>= the last term, asserted); its lsn goes to *lsn
  * (may be NULL). Nothing is written before wal_commit. Returns 0, or the sticky I/O error. */
-int wal_append(struct wal *w, uint64_t term, size_t argc, const struct slice *argv,
-               uint64_t *lsn);
+int wal_append(struct wal *w, uint64_t term, size_t argc, const struct slice *argv, uint64_t *lsn);
 /* Buffers a record received verbatim (replication): rec->lsn must be the next lsn and its term
  * not lower than the last one, else TD_ECORRUPT. */
 int wal_append_record(struct wal *w, const struct walrec *rec);

@@ -199,12 +199,12 @@ static void test_crash_at_nth_call_undoes_truncate_and_overwrite(void **state)
     path_of(p, sizeof(p), "t");
     struct fsio_fault f = {.at = 6, .kind = FSIO_FAULT_CRASH, .crash = FSIO_CRASH_DROP};
     fsio_fault_set(&f);
-    int fd = fsio_open(p, O_RDWR | O_CREAT, 0644);        /* 1 */
+    int fd = fsio_open(p, O_RDWR | O_CREAT, 0644);             /* 1 */
     assert_int_equal(fsio_write_all(fd, "0123456789", 10), 0); /* 2 */
-    assert_int_equal(fsio_fsync(fd), 0);                /* 3 */
-    assert_int_equal(fsio_ftruncate(fd, 3), 0);         /* 4 */
-    assert_int_equal(fsio_pwrite(fd, "xy", 2, 1), 2);   /* 5 */
-    assert_int_equal(fsio_fdatasync(fd), -EIO);         /* 6: the crash */
+    assert_int_equal(fsio_fsync(fd), 0);                       /* 3 */
+    assert_int_equal(fsio_ftruncate(fd, 3), 0);                /* 4 */
+    assert_int_equal(fsio_pwrite(fd, "xy", 2, 1), 2);          /* 5 */
+    assert_int_equal(fsio_fdatasync(fd), -EIO);                /* 6: the crash */
     assert_true(fsio_fault_fired());
     fsio_close(fd);
     fsio_fault_clear();
@@ -239,8 +239,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fail_once_and_persistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_modes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crash_at_nth_call_undoes_truncate_and_overwrite,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_at_nth_call_undoes_truncate_and_overwrite, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_crash_follows_renames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -218,8 +218,7 @@ static struct wal *open_recover(const struct wal_options *o, uv_loop_t *loop, ui
     struct kv want;
     kv_expect(&want, rep.last_lsn);
     if (kv.bad || !kv_equal(&kv, &want))
-        fail_msg("recovered state differs from state(%" PRIu64 ") (bad=%d)", rep.last_lsn,
-                 kv.bad);
+        fail_msg("recovered state differs from state(%" PRIu64 ") (bad=%d)", rep.last_lsn, kv.bad);
     if (kv.last_applied)
         assert_int_equal(kv.last_applied, rep.last_lsn);
     assert_int_equal(wal_last_lsn(w), rep.last_lsn);
@@ -705,8 +704,8 @@ static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_cra
     for (uint64_t n = 1;; n++) {
         clean_dir();
         struct track t = {0};
-        struct fsio_fault f = {.at = n, .kind = kind, .persistent = persistent, .crash = crash,
-                               .seed = n * 7919};
+        struct fsio_fault f = {
+            .at = n, .kind = kind, .persistent = persistent, .crash = crash, .seed = n * 7919};
         /* The log module reports each injected failure at error level: keep stderr quiet
          * while faults run, the checks below print through cmocka. */
         fflush(stderr);
@@ -723,8 +722,7 @@ static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_cra
         if (!fired)
             break;
     }
-    printf("%s: %" PRIu64 " runs, fault at every call until the workload completed\n", what,
-           runs);
+    printf("%s: %" PRIu64 " runs, fault at every call until the workload completed\n", what, runs);
     assert_true(runs > 50);
 }
 
