@@ -25,6 +25,7 @@
 /* Conventional item types for tandem's store (the module itself accepts any 1..255). */
 #define SNAPSHOT_TYPE_STRING 1 /* one value */
 #define SNAPSHOT_TYPE_HASH 2   /* field, value, field, value, ... */
+#define SNAPSHOT_TYPE_ARGV 3   /* one resolved command (values = argv) to replay; key unused */
 
 /* One item handed to a load callback; all slices borrow the loader's buffer and are valid
  * only during the call. */
