@@ -1099,8 +1099,10 @@ static void child_timer_cb(uv_timer_t *t)
     snapshot_ended(w, rc, w->child_lsn, w->child_term, 0);
 }
 
-int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
-                       wal_snapshot_cb done, void *done_ud)
+/* Shared body of wal_snapshot_start and wal_snapshot_save; *sync_rc receives the outcome when
+ * the snapshot ran in-process. */
+static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
+                          wal_snapshot_cb done, void *done_ud, bool in_process, int *sync_rc)
 {
     TD_ASSERT(w->recovered);
     if (w->closing)
@@ -1116,9 +1118,11 @@ int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
     w->child_term = term;
     w->snap_cb = done;
     w->snap_ud = done_ud;
-    if (w->loop == NULL || w->opt.snapshot_in_process) {
+    if (in_process) {
         uint64_t bytes = 0;
         int rc = write_snapshot(w->dir, lsn, term, iterate, iterate_ud, &bytes);
+        if (sync_rc)
+            *sync_rc = rc;
         snapshot_ended(w, rc, lsn, term, bytes);
         return 0;
     }
@@ -1142,6 +1146,20 @@ int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
                clock_now_ms() - w->snap_started_ms);
     uv_timer_start(&w->child_timer, child_timer_cb, CHILD_POLL_MS, CHILD_POLL_MS);
     return 0;
+}
+
+int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
+                       wal_snapshot_cb done, void *done_ud)
+{
+    bool in_process = w->loop == NULL || w->opt.snapshot_in_process;
+    return snapshot_begin(w, iterate, iterate_ud, done, done_ud, in_process, NULL);
+}
+
+int wal_snapshot_save(struct wal *w, wal_iterate_fn iterate, void *iterate_ud)
+{
+    int rc = 0;
+    int r = snapshot_begin(w, iterate, iterate_ud, NULL, NULL, true, &rc);
+    return r != 0 ? r : rc;
 }
 
 bool wal_snapshot_running(const struct wal *w)

@@ -40,7 +40,8 @@ enum wal_fsync {
     WAL_FSYNC_NO,         /* write every loop iteration, let the kernel flush */
 };
 
-/* Durable lsn advanced (records up to lsn are fdatasynced); runs on the loop thread. */
+/* Durable lsn advanced (records up to lsn are fdatasynced); runs on the loop thread (inside
+ * wal_commit/wal_close when the wal has no loop). May still be called during wal_close. */
 typedef void (*wal_durable_cb)(void *ud, uint64_t durable_lsn);
 /* The log hit an I/O error (negated errno) and is now read-only; called once. */
 typedef void (*wal_error_cb)(void *ud, int err);
@@ -106,7 +107,9 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
  * no valid record, in any later segment either) is cut off, saved to DIR/torn-<lsn>.bin and
  * reported in rep->warning and the log. A bad record followed by a valid one, a gap or a
  * term going backwards refuses: TD_ECORRUPT with a sentence in err naming file, offset and
- * lsn. Must be called exactly once, before any append. */
+ * lsn; other failures return their code (load/apply's non-zero value, I/O errors) with a
+ * sentence in err. Must be called exactly once, before any append; after a failure the only
+ * valid call is wal_close. */
 int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *ud,
                 struct wal_recovery *rep, char *err, size_t errlen);
 
@@ -140,6 +143,9 @@ bool wal_is_idle(const struct wal *w);
  * already running, or another negative code. */
 int wal_snapshot_start(struct wal *w, wal_iterate_fn iterate, void *iterate_ud,
                        wal_snapshot_cb done, void *done_ud);
+/* Writes a snapshot in the calling thread, blocking until it is durable (Redis's SAVE; also for
+ * shutdown). Returns 0, -EBUSY when a background snapshot is running, or the error. */
+int wal_snapshot_save(struct wal *w, wal_iterate_fn iterate, void *iterate_ud);
 bool wal_snapshot_running(const struct wal *w);
 /* Automatic compaction rule (Redis auto-aof-rewrite): true when no snapshot is running and
  * the log holds at least min_bytes and has grown past pct percent of the last snapshot. */

@@ -349,9 +349,9 @@ static void test_rotation_and_snapshot(void **state)
     assert_int_equal(rep.snapshot_items, NKEYS);
     assert_int_equal(rep.records, 10);
     assert_string_equal(rep.warning, "");
-    /* A second snapshot replaces the first. */
+    /* A second snapshot (the blocking form) replaces the first. */
     lv.lsn = 210;
-    assert_int_equal(wal_snapshot_start(w, dump_state, &lv, NULL, NULL), 0);
+    assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
     assert_int_equal(count_files("snap-"), 1);
     wal_close(w, NULL, NULL);
     w = open_recover(&o, NULL, &last, &rep, NULL);
