@@ -918,6 +918,7 @@ static void test_loop_fork_snapshot(void **state)
     assert_int_equal(wal_snapshot_start(c.w, dump_state, &c.lv, snap_done, &c), 0);
     assert_true(wal_snapshot_running(c.w));
     assert_int_equal(wal_snapshot_start(c.w, dump_state, &c.lv, snap_done, &c), -EBUSY);
+    assert_int_equal(wal_snapshot_save(c.w, dump_state, &c.lv), -EBUSY);
     /* Keep writing while the child works: the next record opens a new segment. */
     c.target = 320;
     uv_idle_start(&c.idle, idle_cb);
