@@ -1,0 +1,997 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for store/wal.c.
+ *
+ * The workload is deterministic by lsn: record <lsn> is "SET k<lsn % 7> v<lsn>xxx..." in term
+ * 1 + lsn / 25, so the state after any lsn L has a closed form and any recovery can be checked
+ * exactly: the replayed records must be the expected ones, in order, and the state (snapshot
+ * items + records) must equal state(L). The central invariant, checked after every injected
+ * fault and simulated crash: recovery yields exactly a prefix 1..L with
+ * durable-reported <= L <= attempted. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <inttypes.h>
+#include <uv.h>
+
+#include "base/err.h"
+#include "base/fsio.h"
+#include "base/log.h"
+#include "store/wal.h"
+
+#define NKEYS 7
+
+static char *dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tu_mkdtemp();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fsio_fault_clear();
+    tu_rmtree(dir);
+    return 0;
+}
+
+/* ---- the deterministic workload ---- */
+
+static uint64_t term_of(uint64_t lsn)
+{
+    return 1 + lsn / 25;
+}
+
+static size_t key_of(uint64_t lsn, char *out)
+{
+    return (size_t)snprintf(out, 16, "k%" PRIu64, lsn % NKEYS);
+}
+
+static size_t val_of(uint64_t lsn, char *out)
+{
+    int n = snprintf(out, 128, "v%" PRIu64, lsn);
+    size_t pad = (size_t)(lsn * 31 % 40);
+    memset(out + n, 'x', pad);
+    return (size_t)n + pad;
+}
+
+static int append_op(struct wal *w, uint64_t lsn_expected)
+{
+    char k[16], v[128];
+    struct slice argv[3] = {SLICE_LIT("SET"), slice_of(k, key_of(lsn_expected, k)),
+                            slice_of(v, val_of(lsn_expected, v))};
+    uint64_t lsn = 0;
+    int r = wal_append(w, term_of(lsn_expected), 3, argv, &lsn);
+    if (r == 0)
+        assert_int_equal(lsn, lsn_expected);
+    return r;
+}
+
+/* The state a server would hold: value of each key, rebuilt by recovery. */
+struct kv {
+    bool has[NKEYS];
+    char val[NKEYS][128];
+    size_t len[NKEYS];
+    uint64_t next_lsn; /* next record recovery must see; 0 = any */
+    uint64_t last_applied;
+    int bad;
+};
+
+static void kv_expect(struct kv *kv, uint64_t upto)
+{
+    memset(kv, 0, sizeof(*kv));
+    for (uint64_t lsn = upto > 50 ? upto - 50 : 1; lsn <= upto; lsn++) {
+        size_t j = lsn % NKEYS;
+        kv->has[j] = true;
+        kv->len[j] = val_of(lsn, kv->val[j]);
+    }
+}
+
+static bool kv_equal(const struct kv *a, const struct kv *b)
+{
+    for (size_t j = 0; j < NKEYS; j++) {
+        if (a->has[j] != b->has[j])
+            return false;
+        if (a->has[j] && (a->len[j] != b->len[j] || memcmp(a->val[j], b->val[j], a->len[j])))
+            return false;
+    }
+    return true;
+}
+
+static int load_item(void *ud, const struct snapshot_item *it)
+{
+    struct kv *kv = ud;
+    if (it->type != SNAPSHOT_TYPE_STRING || it->nvals != 1 || it->key.len < 2) {
+        kv->bad++;
+        return 0;
+    }
+    size_t j = (size_t)(it->key.p[1] - '0');
+    if (j >= NKEYS) {
+        kv->bad++;
+        return 0;
+    }
+    kv->has[j] = true;
+    kv->len[j] = it->vals[0].len;
+    memcpy(kv->val[j], it->vals[0].p, it->vals[0].len);
+    return 0;
+}
+
+static int apply_rec(void *ud, uint64_t lsn, uint64_t term, size_t argc, const struct slice *argv)
+{
+    struct kv *kv = ud;
+    if (kv->next_lsn && lsn != kv->next_lsn)
+        kv->bad++;
+    kv->next_lsn = lsn + 1;
+    kv->last_applied = lsn;
+    char k[16], v[128];
+    size_t kl = key_of(lsn, k), vl = val_of(lsn, v);
+    if (argc != 3 || term != term_of(lsn) || !slice_eq(argv[0], SLICE_LIT("SET")) ||
+        !slice_eq(argv[1], slice_of(k, kl)) || !slice_eq(argv[2], slice_of(v, vl))) {
+        kv->bad++;
+        return 0;
+    }
+    size_t j = lsn % NKEYS;
+    kv->has[j] = true;
+    kv->len[j] = vl;
+    memcpy(kv->val[j], v, vl);
+    return 0;
+}
+
+/* Snapshot iteration: the live state is state(last appended lsn). */
+struct live {
+    uint64_t lsn;
+};
+
+static int dump_state(void *ud, struct snapshot_writer *sw)
+{
+    struct live *lv = ud;
+    struct kv kv;
+    kv_expect(&kv, lv->lsn);
+    for (size_t j = 0; j < NKEYS; j++) {
+        if (!kv.has[j])
+            continue;
+        char k[16];
+        size_t kl = key_of(j, k);
+        struct slice v = slice_of(kv.val[j], kv.len[j]);
+        int r = snapshot_put(sw, SNAPSHOT_TYPE_STRING, 0, slice_of(k, kl), 1, &v);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+struct track {
+    uint64_t durable_max;
+    uint64_t attempted;
+    int errors;
+    int durable_calls;
+};
+
+static void on_durable(void *ud, uint64_t lsn)
+{
+    struct track *t = ud;
+    /* Durable lsn only grows. */
+    assert_true(lsn > t->durable_max);
+    t->durable_max = lsn;
+    t->durable_calls++;
+}
+
+static void on_error(void *ud, int err)
+{
+    struct track *t = ud;
+    (void)err;
+    t->errors++;
+}
+
+/* Opens and recovers dir, checking the recovered state. Returns the wal (NULL on failure)
+ * and the recovered last lsn in *last. */
+static struct wal *open_recover(const struct wal_options *o, uv_loop_t *loop, uint64_t *last,
+                                struct wal_recovery *rep_out, int *rc)
+{
+    struct wal *w = NULL;
+    char err[1024];
+    int r = wal_open(dir, o, loop, &w, err, sizeof(err));
+    if (r != 0) {
+        if (rc)
+            *rc = r;
+        return NULL;
+    }
+    struct kv kv;
+    memset(&kv, 0, sizeof(kv));
+    struct wal_recovery rep;
+    r = wal_recover(w, load_item, apply_rec, &kv, &rep, err, sizeof(err));
+    if (rc)
+        *rc = r;
+    if (rep_out)
+        *rep_out = rep;
+    if (r != 0) {
+        wal_close(w, NULL, NULL);
+        return NULL;
+    }
+    struct kv want;
+    kv_expect(&want, rep.last_lsn);
+    if (kv.bad || !kv_equal(&kv, &want))
+        fail_msg("recovered state differs from state(%" PRIu64 ") (bad=%d)", rep.last_lsn, kv.bad);
+    if (kv.last_applied)
+        assert_int_equal(kv.last_applied, rep.last_lsn);
+    assert_int_equal(wal_last_lsn(w), rep.last_lsn);
+    *last = rep.last_lsn;
+    return w;
+}
+
+static struct wal_options opts(enum wal_fsync mode, struct track *t)
+{
+    struct wal_options o;
+    memset(&o, 0, sizeof(o));
+    o.fsync = mode;
+    o.on_durable = on_durable;
+    o.on_error = on_error;
+    o.ud = t;
+    return o;
+}
+
+static int count_files(const char *prefix)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -c '^%s' 2>/dev/null", dir, prefix);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    if (fscanf(f, "%d", &n) != 1)
+        n = 0;
+    pclose(f);
+    return n;
+}
+
+static void seg_file(char *out, size_t n, uint64_t first)
+{
+    snprintf(out, n, "%s/wal-%020" PRIu64 ".log", dir, first);
+}
+
+/* ---- basic behaviour, synchronous mode ---- */
+
+static void test_append_recover(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_non_null(w);
+    assert_int_equal(last, 0);
+    for (uint64_t lsn = 1; lsn <= 100; lsn++) {
+        assert_int_equal(append_op(w, lsn), 0);
+        if (lsn % 3 == 0) {
+            assert_int_equal(wal_commit(w), 0);
+            assert_int_equal(t.durable_max, lsn); /* synchronous mode: durable on return */
+        }
+    }
+    assert_int_equal(wal_durable_lsn(w), 99);
+    assert_int_equal(wal_last_term(w), term_of(100));
+    wal_close(w, NULL, NULL); /* flushes lsn 100 */
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 100);
+    /* Appends continue after the recovered log. */
+    assert_int_equal(append_op(w, 101), 0);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 101);
+    wal_close(w, NULL, NULL);
+    assert_int_equal(count_files("wal-"), 1);
+}
+
+static void test_dir_lock(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_NO, &t);
+    struct wal *a, *b;
+    char err[512];
+    assert_int_equal(wal_open(dir, &o, NULL, &a, err, sizeof(err)), 0);
+    assert_int_equal(wal_open(dir, &o, NULL, &b, err, sizeof(err)), -EWOULDBLOCK);
+    assert_non_null(strstr(err, "in use"));
+    wal_close(a, NULL, NULL);
+    assert_int_equal(wal_open(dir, &o, NULL, &b, err, sizeof(err)), 0);
+    wal_close(b, NULL, NULL);
+}
+
+static void test_rotation_and_snapshot(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 1024;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 200; lsn++) {
+        assert_int_equal(append_op(w, lsn), 0);
+        assert_int_equal(wal_commit(w), 0);
+    }
+    int segs = count_files("wal-");
+    assert_true(segs > 10);
+    struct wal_stats st;
+    wal_get_stats(w, &st);
+    assert_int_equal(st.segments, (uint64_t)segs);
+    /* Every segment name is the lsn of its first record. */
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    assert_true(tu_size(p) > 0);
+    assert_int_equal(wal_first_lsn(w), 1);
+    /* Snapshot at 200; old segments go once the log has rotated past it. */
+    struct live lv = {200};
+    assert_true(wal_snapshot_due(w, 1000, 100));
+    assert_int_equal(wal_snapshot_start(w, dump_state, &lv, NULL, NULL), 0);
+    assert_false(wal_snapshot_due(w, 1000, 100));
+    snprintf(p, sizeof(p), "%s/snap-%020d.snap", dir, 200);
+    assert_true(tu_size(p) > 0);
+    for (uint64_t lsn = 201; lsn <= 210; lsn++) {
+        assert_int_equal(append_op(w, lsn), 0);
+        lv.lsn = lsn;
+        assert_int_equal(wal_commit(w), 0);
+    }
+    assert_true(count_files("wal-") <= 2);
+    assert_true(wal_first_lsn(w) > 100);
+    wal_get_stats(w, &st);
+    assert_int_equal(st.snapshot_lsn, 200);
+    assert_int_equal(st.snapshots, 1);
+    assert_int_equal(st.last_snapshot_status, 0);
+    wal_close(w, NULL, NULL);
+    struct wal_recovery rep;
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 210);
+    assert_int_equal(rep.snapshot_lsn, 200);
+    assert_int_equal(rep.snapshot_items, NKEYS);
+    assert_int_equal(rep.records, 10);
+    assert_string_equal(rep.warning, "");
+    /* A second snapshot (the blocking form) replaces the first. */
+    lv.lsn = 210;
+    assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
+    assert_int_equal(count_files("snap-"), 1);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 210);
+    assert_int_equal(rep.snapshot_lsn, 210);
+    assert_int_equal(rep.records, 0);
+    assert_int_equal(append_op(w, 211), 0);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 211);
+    wal_close(w, NULL, NULL);
+}
+
+static void test_torn_tail_truncated(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 20; lsn++)
+        append_op(w, lsn);
+    wal_close(w, NULL, NULL);
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    long good = tu_size(p);
+    size_t n;
+    char *c = tu_read(p, &n);
+    /* Cut inside the last record at every byte: always back to 19 records with a warning. */
+    long last_start = 0;
+    {
+        struct walrec_scan sc;
+        walrec_scan(c, n, 1, 0, NULL, NULL, &sc);
+        assert_int_equal(sc.nrecords, 20);
+        walrec_scan(c, n - 1, 1, 0, NULL, NULL, &sc);
+        last_start = (long)sc.good_len;
+    }
+    for (long cut = last_start + 1; cut < good; cut += 7) {
+        tu_write(p, c, (size_t)cut);
+        t.durable_max = 0; /* the test itself destroys durable records */
+        struct wal_recovery rep;
+        w = open_recover(&o, NULL, &last, &rep, NULL);
+        assert_non_null(w);
+        assert_int_equal(last, 19);
+        assert_int_equal(rep.truncated_bytes, (uint64_t)(cut - last_start));
+        assert_non_null(strstr(rep.warning, "torn log tail truncated"));
+        wal_close(w, NULL, NULL);
+        assert_int_equal(tu_size(p), last_start);
+    }
+    /* A flipped bit in the last record: same. */
+    c[n - 3] ^= 1;
+    tu_write(p, c, n);
+    t.durable_max = 0;
+    struct wal_recovery rep;
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 19);
+    assert_true(rep.warning[0] != '\0');
+    /* The cut bytes were kept. */
+    snprintf(p, sizeof(p), "%s/torn-19.bin", dir);
+    assert_int_equal(tu_size(p), good - last_start);
+    /* The log continues from there and a second recovery is clean. */
+    assert_int_equal(append_op(w, 20), 0);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 20);
+    assert_string_equal(rep.warning, "");
+    wal_close(w, NULL, NULL);
+    free(c);
+}
+
+static void test_corrupt_middle_refuses(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 20; lsn++)
+        append_op(w, lsn);
+    wal_close(w, NULL, NULL);
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    c[200] ^= 0x40; /* inside an early record */
+    tu_write(p, c, n);
+    char err[1024];
+    struct wal *w2;
+    struct kv kv;
+    memset(&kv, 0, sizeof(kv));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(wal_open(dir, &o, NULL, &w2, err, sizeof(err)), 0);
+        int r = wal_recover(w2, load_item, apply_rec, &kv, NULL, err, sizeof(err));
+        assert_int_equal(r, TD_ECORRUPT);
+        assert_non_null(strstr(err, "refusing to start"));
+        assert_non_null(strstr(err, "wal-00000000000000000001.log"));
+        wal_close(w2, NULL, NULL);
+        /* Refusing changes nothing on disk. */
+        assert_int_equal(tu_size(p), (long)n);
+    }
+    /* Repair cuts the log at the damage and keeps the rest aside. */
+    o.repair = true;
+    struct wal_recovery rep;
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_non_null(w);
+    assert_true(last < 20);
+    assert_non_null(strstr(rep.warning, "corrupt"));
+    wal_close(w, NULL, NULL);
+    free(c);
+}
+
+static void test_corrupt_earlier_segment_refuses(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 600;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 40; lsn++) {
+        append_op(w, lsn);
+        wal_commit(w);
+    }
+    wal_close(w, NULL, NULL);
+    assert_true(count_files("wal-") >= 3);
+    /* Cut the tail of the first segment: its "torn tail" is followed by valid segments. */
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    tu_write(p, c, n - 5);
+    free(c);
+    char err[1024];
+    struct wal *w2;
+    struct kv kv;
+    memset(&kv, 0, sizeof(kv));
+    assert_int_equal(wal_open(dir, &o, NULL, &w2, err, sizeof(err)), 0);
+    assert_int_equal(wal_recover(w2, load_item, apply_rec, &kv, NULL, err, sizeof(err)),
+                     TD_ECORRUPT);
+    assert_non_null(strstr(err, "refusing to start"));
+    wal_close(w2, NULL, NULL);
+    /* A missing segment in the middle is a gap. */
+    memset(&kv, 0, sizeof(kv));
+    unlink(p);
+    assert_int_equal(wal_open(dir, &o, NULL, &w2, err, sizeof(err)), 0);
+    assert_int_equal(wal_recover(w2, load_item, apply_rec, &kv, NULL, err, sizeof(err)),
+                     TD_ECORRUPT);
+    assert_non_null(strstr(err, "missing"));
+    wal_close(w2, NULL, NULL);
+}
+
+static void test_damaged_snapshot_refuses(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(w, lsn);
+    struct live lv = {10};
+    assert_int_equal(wal_snapshot_start(w, dump_state, &lv, NULL, NULL), 0);
+    wal_close(w, NULL, NULL);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/snap-%020d.snap", dir, 10);
+    size_t n;
+    char *c = tu_read(p, &n);
+    c[n / 2] ^= 1;
+    tu_write(p, c, n);
+    free(c);
+    int rc = 0;
+    assert_null(open_recover(&o, NULL, &last, NULL, &rc));
+    assert_int_equal(rc, TD_ECORRUPT);
+}
+
+static int collect_lsn(void *ud, const struct walrec *rec)
+{
+    uint64_t *v = ud;
+    v[++v[0]] = rec->lsn;
+    return 0;
+}
+
+static void test_read_term_truncate(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 700;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 60; lsn++) {
+        append_op(w, lsn);
+        wal_commit(w);
+    }
+    uint64_t got[80];
+    got[0] = 0;
+    assert_int_equal(wal_read(w, 10, 1 << 20, collect_lsn, got), 51);
+    for (uint64_t i = 1; i <= 51; i++)
+        assert_int_equal(got[i], 9 + i);
+    got[0] = 0;
+    assert_int_equal(wal_read(w, 55, 1, collect_lsn, got), 1); /* at least one record */
+    assert_int_equal(got[1], 55);
+    assert_int_equal(wal_read(w, 61, 1 << 20, collect_lsn, got), 0);
+    uint64_t term;
+    assert_int_equal(wal_term_at(w, 30, &term), 0);
+    assert_int_equal(term, term_of(30));
+    assert_int_equal(wal_term_at(w, 0, &term), 0);
+    assert_int_equal(term, 0);
+    assert_int_equal(wal_term_at(w, 61, &term), -ENOENT);
+    /* Busy while something is buffered. */
+    append_op(w, 61);
+    assert_int_equal(wal_term_at(w, 61, &term), 0);
+    assert_int_equal(wal_truncate_after(w, 45, NULL), -EBUSY);
+    wal_commit(w);
+    /* Cut after 45: 16 records go to discarded-<term of 46>.log. */
+    uint64_t nd = 0;
+    assert_int_equal(wal_truncate_after(w, 45, &nd), 0);
+    assert_int_equal(nd, 16);
+    t.durable_max = 45; /* a truncation is the one thing that moves durable backwards */
+    assert_int_equal(wal_last_lsn(w), 45);
+    assert_int_equal(wal_last_term(w), term_of(45));
+    char p[512];
+    snprintf(p, sizeof(p), "%s/discarded-%" PRIu64 ".log", dir, term_of(46));
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 46, 0, NULL, NULL, &sc);
+    assert_int_equal(sc.status, WALREC_SCAN_CLEAN);
+    assert_int_equal(sc.nrecords, 16);
+    free(c);
+    /* The log goes on from 46 and recovers as 1..47. */
+    assert_int_equal(append_op(w, 46), 0);
+    assert_int_equal(append_op(w, 47), 0);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 47);
+    /* Compaction: reads from before the log's start say ENOENT. */
+    struct live lv = {47};
+    wal_snapshot_start(w, dump_state, &lv, NULL, NULL);
+    for (uint64_t lsn = 48; lsn <= 60; lsn++) {
+        append_op(w, lsn);
+        wal_commit(w);
+    }
+    assert_true(wal_first_lsn(w) > 1);
+    assert_int_equal(wal_read(w, 1, 1 << 20, collect_lsn, got), -ENOENT);
+    assert_int_equal(wal_term_at(w, 47, &term), 0);
+    assert_int_equal(term, term_of(47));
+    assert_int_equal(wal_truncate_after(w, 10, NULL), -ERANGE);
+    wal_close(w, NULL, NULL);
+}
+
+static void test_install_snapshot(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 5; lsn++)
+        append_op(w, lsn);
+    wal_commit(w);
+    /* A snapshot "received from a primary" at lsn 90. */
+    char p[512];
+    snprintf(p, sizeof(p), "%s/incoming.partial", dir);
+    struct snapshot_writer *sw;
+    assert_int_equal(snapshot_writer_open(p, 90, term_of(90), &sw), 0);
+    struct live lv = {90};
+    assert_int_equal(dump_state(&lv, sw), 0);
+    assert_int_equal(snapshot_writer_finish(sw, NULL), 0);
+    assert_int_equal(wal_install_snapshot(w, p), 0);
+    assert_int_equal(wal_last_lsn(w), 90);
+    assert_int_equal(append_op(w, 91), 0);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 91);
+    wal_close(w, NULL, NULL);
+    assert_int_equal(count_files("snap-"), 1);
+}
+
+/* ---- fault injection: the prefix invariant ---- */
+
+/* Three sessions of open/recover/append(with snapshots)/close against one directory, under
+ * whatever fault plan is installed. Returns the number of records attempted. */
+static void faulty_sessions(struct track *t, enum wal_fsync mode, uint64_t seg_bytes)
+{
+    for (int session = 0; session < 3; session++) {
+        struct wal_options o = opts(mode, t);
+        o.segment_bytes = seg_bytes;
+        uint64_t last;
+        int rc = 0;
+        struct wal *w = open_recover(&o, NULL, &last, NULL, &rc);
+        if (w == NULL)
+            continue;
+        if (last < t->durable_max)
+            fail_msg("session %d recovered lsn %" PRIu64 " < durable %" PRIu64, session, last,
+                     t->durable_max);
+        assert_true(last <= t->attempted);
+        struct live lv = {last};
+        uint64_t lsn = last + 1;
+        for (int batch = 0; batch < 8; batch++) {
+            int r = 0;
+            for (int k = 0; k <= batch % 4 && r == 0; k++, lsn++) {
+                r = append_op(w, lsn);
+                if (r == 0) {
+                    lv.lsn = lsn;
+                    if (lsn > t->attempted)
+                        t->attempted = lsn;
+                }
+            }
+            if (r == 0)
+                r = wal_commit(w);
+            if (r != 0)
+                break;
+            if (batch == 3 + session % 2)
+                wal_snapshot_start(w, dump_state, &lv, NULL, NULL);
+        }
+        wal_close(w, NULL, NULL);
+    }
+}
+
+/* After the faults: with faults cleared, recovery must succeed and give a prefix that holds
+ * every record reported durable. */
+static void check_final(struct track *t, const char *what, uint64_t n)
+{
+    fsio_fault_clear();
+    struct track t2 = {0};
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t2);
+    uint64_t last;
+    int rc = 0;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, &rc);
+    if (w == NULL)
+        fail_msg("%s at call %" PRIu64 ": final recovery failed: %s", what, n, td_strerror(rc));
+    if (last < t->durable_max || last > t->attempted)
+        fail_msg("%s at call %" PRIu64 ": recovered lsn %" PRIu64 ", durable %" PRIu64
+                 ", attempted %" PRIu64,
+                 what, n, last, t->durable_max, t->attempted);
+    wal_close(w, NULL, NULL);
+}
+
+static void clean_dir(void)
+{
+    tu_rmtree(dir);
+    dir = tu_mkdtemp();
+}
+
+static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_crash crash,
+                       enum wal_fsync mode, const char *what)
+{
+    uint64_t runs = 0;
+    for (uint64_t n = 1;; n++) {
+        clean_dir();
+        struct track t = {0};
+        struct fsio_fault f = {
+            .at = n, .kind = kind, .persistent = persistent, .crash = crash, .seed = n * 7919};
+        /* The log module reports each injected failure at error level: keep stderr quiet
+         * while faults run, the checks below print through cmocka. */
+        fflush(stderr);
+        int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        fsio_fault_set(&f);
+        faulty_sessions(&t, mode, 900);
+        bool fired = fsio_fault_fired();
+        dup2(saved, 2);
+        close(saved);
+        close(devnull);
+        check_final(&t, what, n);
+        runs++;
+        if (!fired)
+            break;
+    }
+    printf("%s: %" PRIu64 " runs, fault at every call until the workload completed\n", what, runs);
+    assert_true(runs > 50);
+}
+
+static void test_fault_error_once(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_ERROR, false, 0, WAL_FSYNC_ALWAYS, "error once");
+}
+
+static void test_fault_error_persistent(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_ERROR, true, 0, WAL_FSYNC_ALWAYS, "error persistent");
+}
+
+static void test_fault_short_write(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_SHORT_WRITE, true, 0, WAL_FSYNC_EVERYSEC, "short writes");
+}
+
+static void test_crash_drop(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_DROP, WAL_FSYNC_ALWAYS, "crash drop");
+}
+
+static void test_crash_tear(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_ALWAYS, "crash tear");
+}
+
+static void test_crash_garbage(void **state)
+{
+    (void)state;
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_GARBAGE, WAL_FSYNC_ALWAYS, "crash garbage");
+}
+
+static void test_crash_tear_fsync_no(void **state)
+{
+    (void)state;
+    /* fsync=no: nothing is reported durable except at rotation/close, the invariant is then
+     * only "a clean prefix". */
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_NO, "crash tear, fsync=no");
+}
+
+/* ---- with a libuv loop: group commit off the loop thread, everysec, fork snapshots ---- */
+
+struct loop_ctx {
+    struct wal *w;
+    uv_idle_t idle;
+    uint64_t next, target;
+    uint64_t commit_calls;
+    struct track t;
+    bool closed;
+    int snap_status;
+    int snap_done;
+    uint64_t snap_lsn;
+    struct live lv;
+};
+
+static void idle_cb(uv_idle_t *h)
+{
+    struct loop_ctx *c = h->data;
+    if (c->next <= c->target) {
+        /* One "loop iteration" of a busy server: a few writes, then one commit. */
+        for (int k = 0; k < 3 && c->next <= c->target; k++) {
+            assert_int_equal(append_op(c->w, c->next), 0);
+            c->lv.lsn = c->next;
+            c->next++;
+        }
+        assert_int_equal(wal_commit(c->w), 0);
+        c->commit_calls++;
+    }
+    if (c->t.durable_max >= c->target)
+        uv_idle_stop(h);
+}
+
+static void closed_cb(void *ud)
+{
+    ((struct loop_ctx *)ud)->closed = true;
+}
+
+static void idle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void test_loop_group_commit(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct loop_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &c.t);
+    o.segment_bytes = 16 << 10;
+    uint64_t last;
+    c.w = open_recover(&o, &loop, &last, NULL, NULL);
+    assert_non_null(c.w);
+    c.next = 1;
+    c.target = 3000;
+    uv_idle_init(&loop, &c.idle);
+    c.idle.data = &c;
+    uv_idle_start(&c.idle, idle_cb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(c.t.durable_max, 3000);
+    struct wal_stats st;
+    wal_get_stats(c.w, &st);
+    /* Group commit: fewer write+fdatasync jobs than commit calls, every one synced. */
+    printf("group commit: %" PRIu64 " commit calls, %" PRIu64 " jobs, %d durable callbacks\n",
+           c.commit_calls, st.commits, c.t.durable_calls);
+    assert_true(st.commits <= c.commit_calls);
+    assert_true(st.syncs >= st.commits);
+    assert_int_equal(st.durable_lsn, 3000);
+    assert_true(st.segments > 3);
+    wal_close(c.w, closed_cb, &c);
+    uv_close((uv_handle_t *)&c.idle, idle_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 3000);
+    wal_close(w, NULL, NULL);
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+static void test_loop_everysec(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct loop_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = opts(WAL_FSYNC_EVERYSEC, &c.t);
+    uint64_t last;
+    c.w = open_recover(&o, &loop, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    uv_timer_start(&deadline, deadline_cb, 5000, 0);
+    uint64_t t0 = uv_now(&loop);
+    while (wal_durable_lsn(c.w) < 10 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uint64_t waited = uv_now(&loop) - t0;
+    assert_int_equal(wal_written_lsn(c.w), 10);
+    assert_int_equal(wal_durable_lsn(c.w), 10);
+    assert_int_equal(c.t.durable_max, 10);
+    printf("everysec: durable after %" PRIu64 " ms\n", waited);
+    assert_true(waited <= 2500);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    wal_close(c.w, closed_cb, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void snap_done(void *ud, int status, uint64_t lsn)
+{
+    struct loop_ctx *c = ud;
+    c->snap_status = status;
+    c->snap_done++;
+    assert_int_equal(lsn, c->snap_lsn);
+}
+
+static void test_loop_fork_snapshot(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct loop_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &c.t);
+    o.segment_bytes = 2048;
+    uint64_t last;
+    c.w = open_recover(&o, &loop, &last, NULL, NULL);
+    c.next = 1;
+    c.target = 300;
+    uv_idle_init(&loop, &c.idle);
+    c.idle.data = &c;
+    uv_idle_start(&c.idle, idle_cb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int before = count_files("wal-");
+    assert_true(before > 5);
+    c.snap_lsn = 300;
+    assert_int_equal(wal_snapshot_start(c.w, dump_state, &c.lv, snap_done, &c), 0);
+    assert_true(wal_snapshot_running(c.w));
+    assert_int_equal(wal_snapshot_start(c.w, dump_state, &c.lv, snap_done, &c), -EBUSY);
+    assert_int_equal(wal_snapshot_save(c.w, dump_state, &c.lv), -EBUSY);
+    /* Keep writing while the child works: the next record opens a new segment. */
+    c.target = 320;
+    uv_idle_start(&c.idle, idle_cb);
+    while (c.snap_done == 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(c.snap_done, 1);
+    assert_int_equal(c.snap_status, 0);
+    assert_true(count_files("wal-") <= 2);
+    wal_close(c.w, closed_cb, &c);
+    uv_close((uv_handle_t *)&c.idle, idle_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    struct wal_recovery rep;
+    struct wal *w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 320);
+    assert_int_equal(rep.snapshot_lsn, 300);
+    wal_close(w, NULL, NULL);
+}
+
+static void test_loop_close_with_running_child(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct loop_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = opts(WAL_FSYNC_NO, &c.t);
+    uint64_t last;
+    c.w = open_recover(&o, &loop, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 50; lsn++)
+        append_op(c.w, lsn);
+    c.lv.lsn = 50;
+    c.snap_lsn = 50;
+    assert_int_equal(wal_snapshot_start(c.w, dump_state, &c.lv, snap_done, &c), 0);
+    /* Closing right away: the child is stopped, done is called with -ECANCELED (or the child
+     * already finished), and everything appended is flushed. */
+    wal_close(c.w, closed_cb, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(c.snap_done, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(c.t.durable_max, 50);
+    assert_int_equal(count_files("snap-"), c.snap_status == 0 ? 1 : 0);
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 50);
+    wal_close(w, NULL, NULL);
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_and_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_middle_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_earlier_segment_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_snapshot_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_term_truncate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_error_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_error_persistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_short_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_tear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
