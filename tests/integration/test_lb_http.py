@@ -278,3 +278,39 @@ def test_pipelined_flood_with_no_server(procs, two):
         got += chunk
     s.close()
     assert lb.alive()
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_memory_stays_bounded_under_header_floods(procs, two):
+    """Hundreds of clients sending endless or oversized heads: each is cut at max-head, the
+    balancer's memory stays within max-conns x (max-head + one read buffer)."""
+    import socket
+    a, b = two
+    lb = start_lb(procs, [("a", a.port), ("b", b.port)], "--timeout-request", "5s")
+    base = rss_kb(lb.pid)
+    socks = []
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", lb.port))
+        s.sendall(b"GET / HTTP/1.1\r\nX-Pad: " + b"p" * 12000)  # under 16kb: held
+        socks.append(s)
+    wait_for(lambda: status(lb)["pools"][0]["client_connections"] >= 200, 10, what="200 conns")
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", lb.port))
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\nX-Pad: " + b"p" * 200000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused at the limit while we were still sending
+        socks.append(s)
+    grown_mb = (rss_kb(lb.pid) - base) / 1024
+    assert grown_mb < 64, grown_mb
+    for s in socks:
+        s.close()
+    wait_for(lambda: status(lb)["pools"][0]["client_connections"] == 0, 10, what="all closed")
+    assert request(lb.port, path="/whoami")[0] == 200
