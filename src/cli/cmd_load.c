@@ -77,9 +77,18 @@ static int extra_flag(void *ud, const char *name, const char *value, char *err, 
 
 struct run {
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
     struct loadgen *lg;
 };
+
+/* SIGUSR1 marks an event (a fault injected by a test or a drill): the stats split there. */
+static void on_mark(uv_signal_t *s, int signum)
+{
+    struct run *r = s->data;
+    (void)signum;
+    int phase = loadgen_mark(r->lg);
+    log_info("load", "mark", "phase=%d", phase);
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -95,6 +104,7 @@ static void on_done(struct loadgen *lg, void *ud)
     /* the loop can end once the signal watchers are gone */
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigusr1, NULL);
 }
 
 int cmd_load_main(int argc, char **argv)
@@ -116,7 +126,9 @@ int cmd_load_main(int argc, char **argv)
                  "response or a timeout. Reports counts, errors, ok responses per second, latency\n"
                  "p50/p99/max, the traffic split per X-Server response header, the longest gap\n"
                  "between two successful responses (and the time to the first one), and with\n"
-                 "--timeline per-window counts. --json prints one JSON object on stdout.",
+                 "--timeline per-window counts. --json prints one JSON object on stdout.\n"
+                 "SIGUSR1 marks an event (say, a fault injected by a drill): the report's\n"
+                 "\"phases\" split the run there, each with its own counts and longest gap.",
         .table = load_table,
         .extra_help = "  --header 'Name: value'       extra request header (repeatable)\n",
         .extra = extra_flag,
@@ -170,7 +182,9 @@ int cmd_load_main(int argc, char **argv)
     r.lg = lg;
     uv_signal_init(&r.loop, &r.sigint);
     uv_signal_init(&r.loop, &r.sigterm);
-    r.sigint.data = r.sigterm.data = &r;
+    uv_signal_init(&r.loop, &r.sigusr1);
+    r.sigint.data = r.sigterm.data = r.sigusr1.data = &r;
+    uv_signal_start(&r.sigusr1, on_mark, SIGUSR1);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     int src = loadgen_start(lg, on_done, &r);
@@ -178,6 +192,7 @@ int cmd_load_main(int argc, char **argv)
         fprintf(stderr, "tandem load: cannot start: %s\n", uv_strerror(src));
         uv_close((uv_handle_t *)&r.sigint, NULL);
         uv_close((uv_handle_t *)&r.sigterm, NULL);
+        uv_close((uv_handle_t *)&r.sigusr1, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         rc = 1;

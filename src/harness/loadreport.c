@@ -79,6 +79,25 @@ char *loadreport_json(const struct loadstats *st)
     cJSON *srv = obj(root, "servers");
     for (unsigned i = 0; i < st->nservers; i++)
         add_num(srv, st->names[i], (double)st->c.servers[i]);
+    /* phases: the run split at each SIGUSR1 mark; a gap belongs to the phase it ends in */
+    cJSON *ph = cJSON_AddArrayToObject(root, "phases");
+    if (ph == NULL)
+        td_panic("out of memory building JSON");
+    for (unsigned k = 0; k < st->nphases; k++) {
+        const struct loadstats_phase *p = &st->phases[k];
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL)
+            td_panic("out of memory building JSON");
+        cJSON_AddItemToArray(ph, e);
+        add_num(e, "start_ms", ms3(p->start_us));
+        add_num(e, "end_ms", ms3(p->end_us));
+        add_num(e, "ok", (double)p->c.ok);
+        add_num(e, "failed", (double)p->c.failed);
+        add_num(e, "longest_gap_ms", ms3(p->longest_gap_us));
+        cJSON *ps = obj(e, "servers");
+        for (unsigned i = 0; i < st->nservers; i++)
+            add_num(ps, st->names[i], (double)p->c.servers[i]);
+    }
     cJSON *tl = cJSON_AddArrayToObject(root, "timeline");
     if (tl == NULL)
         td_panic("out of memory building JSON");

@@ -68,6 +68,12 @@ uint64_t health_next_delay(const struct health *h, uint64_t inter_ms, uint64_t f
     return inter_ms;
 }
 
+bool health_is_stalled(uint32_t inflight, uint64_t progress_ms, uint64_t now_ms,
+                       uint64_t stall_ms)
+{
+    return stall_ms > 0 && inflight > 0 && now_ms > progress_ms && now_ms - progress_ms >= stall_ms;
+}
+
 const char *health_state_name(enum health_state s)
 {
     return s == HEALTH_UP ? "up" : "down";

@@ -39,5 +39,9 @@ enum health_change health_on_passive_failure(struct health *h, uint64_t now_ms);
  * toward a transition is under way), inter_ms otherwise. */
 uint64_t health_next_delay(const struct health *h, uint64_t inter_ms, uint64_t fast_ms);
 const char *health_state_name(enum health_state s);
+/* A server is stalled when requests wait on it and it has sent nothing for stall_ms since the
+ * later of its last progress and its first waiting request (progress_ms). stall_ms 0: never. */
+bool health_is_stalled(uint32_t inflight, uint64_t progress_ms, uint64_t now_ms,
+                       uint64_t stall_ms);
 
 #endif

@@ -248,6 +248,34 @@ static void server_retire(struct lb_server *s)
     uv_close((uv_handle_t *)&s->check_timer, on_check_timer_closed);
 }
 
+static void on_stall_timer(uv_timer_t *t)
+{
+    struct lb_pool *p = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (size_t i = 0; i < p->nservers; i++) {
+        struct lb_server *s = p->servers[i];
+        if (!lb_server_usable(s) ||
+            !health_is_stalled(s->inflight, s->progress_ms, now, p->cfg.stall_timeout_ms))
+            continue;
+        char why[128];
+        snprintf(why, sizeof(why), "stalled: nothing received for %llums with %u waiting",
+                 (unsigned long long)(now - s->progress_ms), s->inflight);
+        lb_server_passive_failure(s, why);
+    }
+}
+
+/* Runs the stall detector of an HTTP pool at a quarter of its timeout, or stops it. */
+static void pool_stall_timer(struct lb_pool *p)
+{
+    uint64_t st = p->cfg.stall_timeout_ms;
+    if (st == 0 || p->cfg.protocol != LB_PROTO_HTTP || p->closing) {
+        uv_timer_stop(&p->stall_timer);
+        return;
+    }
+    uint64_t every = st / 4 ? st / 4 : 1;
+    uv_timer_start(&p->stall_timer, on_stall_timer, every, every);
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     struct lb_pool *p = listener->data;
@@ -312,6 +340,8 @@ static int pool_start(struct lb *lb, const struct lb_pool_def *def, char *err, s
     for (size_t i = 0; i < def->nservers; i++)
         p->servers[p->nservers++] = server_new(p, &def->servers[i], (unsigned)i);
     lb->pools[lb->npools++] = p;
+    uv_timer_init(lb->loop, &p->stall_timer);
+    p->stall_timer.data = p;
 
     uv_tcp_init(lb->loop, &p->listener);
     p->listener.data = p;
@@ -326,6 +356,7 @@ static int pool_start(struct lb *lb, const struct lb_pool_def *def, char *err, s
     }
     p->listening = true;
     pool_refresh(p, "start");
+    pool_stall_timer(p);
     for (size_t i = 0; i < p->nservers; i++)
         if (p->check_kind != LB_CHECK_NONE)
             lb_check_start(p->servers[i], 0);
@@ -360,6 +391,7 @@ static void on_listener_closed(uv_handle_t *h)
 static void pool_stop(struct lb_pool *p)
 {
     p->closing = true;
+    uv_close((uv_handle_t *)&p->stall_timer, NULL);
     if (p->listening) {
         uv_close((uv_handle_t *)&p->listener, on_listener_closed);
         p->listening = false;
@@ -419,6 +451,7 @@ static void pool_update(struct lb_pool *p, const struct lb_pool_def *def)
             if (strcmp(p->servers[i]->name, old_active_name) == 0)
                 p->bal.active = (int)i;
     pool_refresh(p, "reload");
+    pool_stall_timer(p);
 }
 
 int lb_reload(struct lb *lb, const struct lb_config *cfg, char *err, size_t errlen)

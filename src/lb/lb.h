@@ -59,6 +59,7 @@ struct lb_pool_cfg {
     uint64_t timeout_connect_ms;
     uint64_t timeout_server_ms;
     uint64_t timeout_check_ms;   /* 0: same as inter */
+    uint64_t stall_timeout_ms;   /* http: down when no response progress this long; 0 off */
     uint64_t timeout_request_ms; /* whole request head+body from a client (slowloris) */
     uint64_t timeout_client_ms;  /* idle keep-alive client */
     uint64_t retries;
@@ -113,6 +114,7 @@ struct lb_server {
     unsigned nidle;
     struct list tcp_sessions;     /* TCP-mode sessions using this server */
     uint32_t inflight;
+    uint64_t progress_ms;         /* loop time of the last byte from it, or of 0 -> 1 in flight */
     int64_t *m_requests;
     int64_t *m_failures;
     int64_t *m_retries;
@@ -132,6 +134,7 @@ struct lb_pool {
     size_t nservers;
     struct balance bal;
     uv_tcp_t listener;
+    uv_timer_t stall_timer;       /* http pools with stall-timeout */
     bool listening;
     bool closing;
     unsigned nclients;

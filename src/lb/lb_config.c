@@ -44,6 +44,11 @@ const struct cfg_entry lb_pool_table[] = {
      CFG_RELOAD},
     {"timeout-check", CFG_DURATION, F(timeout_check_ms), 0, 600000, "0", NULL,
      "one health check; 0 means the check interval", CFG_RELOAD},
+    {"stall-timeout", CFG_DURATION, F(stall_timeout_ms), 0, 3600000, "0", NULL,
+     "http: mark a server down when requests wait on it and it sends nothing for this long "
+     "(0 = off; only for pools whose requests are all fast: catches a hung server sooner than "
+     "timeout-server)",
+     CFG_RELOAD},
     {"timeout-request", CFG_DURATION, F(timeout_request_ms), 1, 600000, "10s", NULL,
      "a client's whole request once it started (slow clients get 408)", CFG_RELOAD},
     {"timeout-client", CFG_DURATION, F(timeout_client_ms), 1, 3600000, "60s", NULL,

@@ -132,6 +132,8 @@ static bool is_hop_header(struct slice n)
 
 static void server_inflight(struct lb_server *s, int delta)
 {
+    if (s->inflight == 0 && delta > 0)
+        s->progress_ms = uv_now(s->pool->lb->loop);
     s->inflight = (uint32_t)((int)s->inflight + delta);
     *s->m_inflight = s->inflight;
     struct lb_pool *p = s->pool;
@@ -385,6 +387,7 @@ static void on_backend_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         return;
     }
     bc->in.len += (size_t)nread;
+    bc->server->progress_ms = uv_now(bc->tcp.loop);
     deadline_set(&bc->timer, c->pool->cfg.timeout_server_ms);
     backend_process(bc);
 }

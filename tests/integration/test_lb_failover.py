@@ -34,6 +34,11 @@ def start_load(lb, seconds, path="/whoami"):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def mark(p):
+    """Splits the load report at this instant (tandem load's SIGUSR1 phases)."""
+    p.send_signal(signal.SIGUSR1)
+
+
 def finish_load(p):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
@@ -64,12 +69,17 @@ def test_active_active_kill9_is_invisible(procs):
     t0 = time.monotonic()
     load = start_load(lb, 3)
     wait_for(lambda: served(lb, "a") > 200 and served(lb, "b") > 200, 10, what="both serving")
+    mark(load)
     a.kill9()
     t_kill_ms = (time.monotonic() - t0) * 1000
+    wait_for(lambda: server_status(lb, "a")["state"] == "down", 5, what="a marked down")
+    mark(load)
     r = finish_load(load)
     assert r["failed"] == 0, r["errors"]
     assert r["ok"] == r["requests"] > 1000
-    assert r["longest_gap_ms"] <= GAP_MS, r["longest_gap_ms"]
+    # the gap across the kill (phase 1: from the kill until a is marked down and beyond)
+    assert len(r["phases"]) == 3
+    assert r["phases"][1]["longest_gap_ms"] <= GAP_MS, r["phases"]
     assert r["servers"].get("a", 0) > 0 and r["servers"].get("b", 0) > 0
     # from shortly after the kill, the survivor has all the traffic
     after = windows(r, t_kill_ms + 100)
@@ -85,11 +95,14 @@ def test_active_passive_kill9_and_failback(procs, failback):
     load = start_load(lb, 3)
     wait_for(lambda: served(lb, "a") > 500, 10, what="primary serving")
     assert served(lb, "b") == 0  # the backup idles
+    mark(load)
     a.kill9()
     wait_for(lambda: status(lb)["pools"][0]["active"] == "b", 5, what="switch to backup")
+    mark(load)
     r = finish_load(load)
     assert r["failed"] == 0, r["errors"]
-    assert r["longest_gap_ms"] <= GAP_MS, r["longest_gap_ms"]
+    assert r["phases"][0]["servers"].get("b", 0) == 0  # idle before the kill
+    assert r["phases"][1]["longest_gap_ms"] <= GAP_MS, r["phases"]
     assert r["servers"]["b"] > 0
     # the primary comes back on the same address
     a2 = start_app(procs, "a", port=a.port)
@@ -124,3 +137,27 @@ def test_hung_server_under_load(procs):
         a.signal(signal.SIGCONT)
     assert r["failed"] == 0, r["errors"]
     assert r["ok"] > 1000
+
+
+def test_hung_active_server_with_stall_detection(procs):
+    """Active-passive, the serving app hangs (SIGSTOP). With --stall-timeout the balancer
+    notices that nothing comes back, marks it down and re-sends the waiting requests to the
+    backup: no failed request and a gap of about the stall timeout, not timeout-server."""
+    a, b = start_app(procs, "a"), start_app(procs, "b")
+    lb = start_lb(procs, [("a", a.port), ("b", b.port)], "--mode", "active-passive",
+                  "--stall-timeout", "20ms", "--timeout-server", "5s", *lb_args())
+    load = start_load(lb, 3)
+    wait_for(lambda: served(lb, "a") > 500, 10, what="a serving")
+    mark(load)
+    a.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: status(lb)["pools"][0]["active"] == "b", 5, what="switch to b")
+        mark(load)
+        r = finish_load(load)
+    finally:
+        a.signal(signal.SIGCONT)
+    assert r["failed"] == 0, r["errors"]
+    # about the stall timeout (20 ms) plus one detector period, not timeout-server (5 s)
+    assert r["phases"][1]["longest_gap_ms"] <= GAP_MS, r["phases"]
+    assert "stalled: nothing received for" in server_status(lb, "a")["last_change_reason"] or \
+        "stalled" in lb.log()

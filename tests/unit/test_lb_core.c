@@ -50,6 +50,16 @@ static void test_passive_failure(void **state)
     assert_int_equal(health_next_delay(&h, 1000, 50), 50);
 }
 
+static void test_stall_rule(void **state)
+{
+    (void)state;
+    assert_false(health_is_stalled(3, 100, 200, 0));   /* off */
+    assert_false(health_is_stalled(0, 100, 500, 50));  /* nothing waits on it */
+    assert_false(health_is_stalled(3, 100, 149, 50));  /* not yet */
+    assert_true(health_is_stalled(3, 100, 150, 50));
+    assert_false(health_is_stalled(1, 300, 200, 50));  /* progress stamped after now */
+}
+
 static void test_aa_least_loaded_round_robin(void **state)
 {
     (void)state;
@@ -128,6 +138,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rise_fall),
         cmocka_unit_test(test_passive_failure),
+        cmocka_unit_test(test_stall_rule),
         cmocka_unit_test(test_aa_least_loaded_round_robin),
         cmocka_unit_test(test_aa_roundrobin),
         cmocka_unit_test(test_ap_failover_and_failback),
