@@ -7,30 +7,8 @@
 #include <string.h>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
-
-static void put32(char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (char)(v >> (8 * i));
-}
-
-static void put64(char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (char)(v >> (8 * i));
-}
-
-static uint32_t get32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
-static uint64_t get64(const char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static size_t payload_size(size_t argc, const struct slice *argv)
 {
@@ -55,20 +33,20 @@ size_t walrec_encode(struct buf *out, uint64_t lsn, uint64_t term, size_t argc,
     buf_reserve(out, total);
     char *h = out->p + out->len;
     char *p = h + WALREC_HEADER_SIZE;
-    put32(p, (uint32_t)argc);
+    le_put32(p, (uint32_t)argc);
     char *q = p + 4;
     for (size_t i = 0; i < argc; i++) {
-        put32(q, (uint32_t)argv[i].len);
+        le_put32(q, (uint32_t)argv[i].len);
         if (argv[i].len)
             memcpy(q + 4, argv[i].p, argv[i].len);
         q += 4 + argv[i].len;
     }
-    put32(h, WALREC_MAGIC);
-    put32(h + 4, (uint32_t)plen);
-    put64(h + 8, lsn);
-    put64(h + 16, term);
-    put32(h + 24, crc32c(p, plen));
-    put32(h + 28, crc32c(h, 28));
+    le_put32(h, WALREC_MAGIC);
+    le_put32(h + 4, (uint32_t)plen);
+    le_put64(h + 8, lsn);
+    le_put64(h + 16, term);
+    le_put32(h + 24, crc32c(p, plen));
+    le_put32(h + 28, crc32c(h, 28));
     out->len += total;
     return total;
 }
@@ -77,18 +55,18 @@ size_t walrec_encode(struct buf *out, uint64_t lsn, uint64_t term, size_t argc,
 static bool magic_prefix(const char *p, size_t n)
 {
     char m[4];
-    put32(m, WALREC_MAGIC);
+    le_put32(m, WALREC_MAGIC);
     return memcmp(p, m, n < 4 ? n : 4) == 0;
 }
 
 /* Checks the header at p (at least WALREC_HEADER_SIZE bytes): 0 when intact. */
 static int check_header(const char *p)
 {
-    if (get32(p) != WALREC_MAGIC)
+    if (le_get32(p) != WALREC_MAGIC)
         return TD_ECORRUPT;
-    if (crc32c(p, 28) != get32(p + 28))
+    if (crc32c(p, 28) != le_get32(p + 28))
         return TD_ECORRUPT;
-    if (get32(p + 4) > WALREC_MAX_PAYLOAD || get32(p + 4) < 4 || get64(p + 8) == 0)
+    if (le_get32(p + 4) > WALREC_MAX_PAYLOAD || le_get32(p + 4) < 4 || le_get64(p + 8) == 0)
         return TD_ECORRUPT;
     return 0;
 }
@@ -98,14 +76,14 @@ static int64_t check_payload(const char *p, size_t n)
 {
     if (n < 4)
         return TD_ECORRUPT;
-    uint32_t argc = get32(p);
+    uint32_t argc = le_get32(p);
     if (argc > (n - 4) / 4)
         return TD_ECORRUPT;
     size_t off = 4;
     for (uint32_t i = 0; i < argc; i++) {
         if (n - off < 4)
             return TD_ECORRUPT;
-        uint32_t len = get32(p + off);
+        uint32_t len = le_get32(p + off);
         off += 4;
         if (len > n - off)
             return TD_ECORRUPT;
@@ -120,17 +98,17 @@ ssize_t walrec_decode(const char *p, size_t n, struct walrec *rec)
         return magic_prefix(p, n) ? TD_EINCOMPLETE : TD_ECORRUPT;
     if (check_header(p) != 0)
         return TD_ECORRUPT;
-    size_t plen = get32(p + 4);
+    size_t plen = le_get32(p + 4);
     if (n - WALREC_HEADER_SIZE < plen)
         return TD_EINCOMPLETE;
     const char *pl = p + WALREC_HEADER_SIZE;
-    if (crc32c(pl, plen) != get32(p + 24))
+    if (crc32c(pl, plen) != le_get32(p + 24))
         return TD_ECORRUPT;
     int64_t argc = check_payload(pl, plen);
     if (argc < 0)
         return TD_ECORRUPT;
-    rec->lsn = get64(p + 8);
-    rec->term = get64(p + 16);
+    rec->lsn = le_get64(p + 8);
+    rec->term = le_get64(p + 16);
     rec->argc = (uint32_t)argc;
     rec->payload = slice_of(pl, plen);
     rec->raw = slice_of(p, WALREC_HEADER_SIZE + plen);
@@ -142,7 +120,7 @@ void walrec_argv(const struct walrec *rec, struct slice *argv)
     const char *p = rec->payload.p;
     size_t off = 4;
     for (uint32_t i = 0; i < rec->argc; i++) {
-        uint32_t len = get32(p + off);
+        uint32_t len = le_get32(p + off);
         argv[i] = slice_of(p + off + 4, len);
         off += 4 + len;
     }
@@ -151,7 +129,7 @@ void walrec_argv(const struct walrec *rec, struct slice *argv)
 ssize_t walrec_find_valid(const char *p, size_t n, size_t from)
 {
     char m[4];
-    put32(m, WALREC_MAGIC);
+    le_put32(m, WALREC_MAGIC);
     struct walrec rec;
     for (size_t off = from; off + WALREC_HEADER_SIZE <= n && off >= from; off++) {
         const char *hit = memchr(p + off, m[0], n - off - WALREC_HEADER_SIZE + 1);
@@ -206,7 +184,7 @@ int walrec_scan(const char *p, size_t n, uint64_t expect_lsn, uint64_t min_term,
         out->reason = (int)r;
         size_t from = off + 1;
         if (n - off >= WALREC_HEADER_SIZE && check_header(p + off) == 0) {
-            uint64_t end = (uint64_t)off + WALREC_HEADER_SIZE + get32(p + off + 4);
+            uint64_t end = (uint64_t)off + WALREC_HEADER_SIZE + le_get32(p + off + 4);
             from = end > n ? n : (size_t)end;
         }
         ssize_t v = walrec_find_valid(p, n, from);

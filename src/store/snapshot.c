@@ -13,6 +13,7 @@
 
 #include "base/alloc.h"
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "base/fsio.h"
 
@@ -32,40 +33,17 @@ struct snapshot_writer {
     size_t nvals_left;
 };
 
-static void put32(char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (char)(v >> (8 * i));
-}
-
-static void put64(char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (char)(v >> (8 * i));
-}
-
-static uint32_t get32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
-static uint64_t get64(const char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static void app32(struct buf *b, uint32_t v)
 {
     char t[4];
-    put32(t, v);
+    le_put32(t, v);
     buf_append(b, t, 4);
 }
 
 static void app64(struct buf *b, uint64_t v)
 {
     char t[8];
-    put64(t, v);
+    le_put64(t, v);
     buf_append(b, t, 8);
 }
 
@@ -94,8 +72,8 @@ static int seal(struct snapshot_writer *w)
         return w->err;
     }
     char *f = w->b.p + w->item_off;
-    put32(f, (uint32_t)body);
-    put32(f + 4, crc32c(f + FRAME_HDR, body));
+    le_put32(f, (uint32_t)body);
+    le_put32(f + 4, crc32c(f + FRAME_HDR, body));
     w->items++;
     if (w->b.len >= FLUSH_BYTES)
         return flush(w);
@@ -113,10 +91,10 @@ int snapshot_writer_open(const char *path, uint64_t lsn, uint64_t term,
     buf_init(&w->b);
     char h[SNAPSHOT_HEADER_SIZE];
     memcpy(h, MAGIC, 8);
-    put64(h + 8, lsn);
-    put64(h + 16, term);
-    put32(h + 24, 0);
-    put32(h + 28, crc32c(h, 28));
+    le_put64(h + 8, lsn);
+    le_put64(h + 16, term);
+    le_put32(h + 24, 0);
+    le_put32(h + 28, crc32c(h, 28));
     buf_append(&w->b, h, sizeof(h));
     *out = w;
     return 0;
@@ -178,8 +156,8 @@ int snapshot_writer_finish(struct snapshot_writer *w, struct snapshot_info *info
     char z = 0;
     buf_append(&w->b, &z, 1);
     app64(&w->b, w->items);
-    put32(w->b.p + off, 9);
-    put32(w->b.p + off + 4, crc32c(w->b.p + off + FRAME_HDR, 9));
+    le_put32(w->b.p + off, 9);
+    le_put32(w->b.p + off + 4, crc32c(w->b.p + off + FRAME_HDR, 9));
     int r = flush(w);
     if (r == 0)
         r = fsio_fsync(w->fd);
@@ -208,11 +186,11 @@ int snapshot_parse_header(const char *p, size_t n, struct snapshot_info *info)
 {
     if (n < SNAPSHOT_HEADER_SIZE || memcmp(p, MAGIC, 8) != 0)
         return TD_ECORRUPT;
-    if (crc32c(p, 28) != get32(p + 28) || get32(p + 24) != 0)
+    if (crc32c(p, 28) != le_get32(p + 28) || le_get32(p + 24) != 0)
         return TD_ECORRUPT;
     memset(info, 0, sizeof(*info));
-    info->lsn = get64(p + 8);
-    info->term = get64(p + 16);
+    info->lsn = le_get64(p + 8);
+    info->term = le_get64(p + 16);
     return 0;
 }
 
@@ -222,36 +200,36 @@ ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it, 
     *is_end = false;
     if (n < FRAME_HDR)
         return TD_EINCOMPLETE;
-    uint32_t body = get32(p);
+    uint32_t body = le_get32(p);
     if (body < 9 || body > MAX_BODY)
         return TD_ECORRUPT;
     if (n - FRAME_HDR < body)
         return TD_EINCOMPLETE;
     const char *b = p + FRAME_HDR;
-    if (crc32c(b, body) != get32(p + 4))
+    if (crc32c(b, body) != le_get32(p + 4))
         return TD_ECORRUPT;
     uint8_t type = (uint8_t)b[0];
     if (type == 0) {
         if (body != 9)
             return TD_ECORRUPT;
         *is_end = true;
-        *end_count = get64(b + 1);
+        *end_count = le_get64(b + 1);
         return FRAME_HDR + body;
     }
     size_t off = 9;
     if (body - off < 4)
         return TD_ECORRUPT;
-    uint32_t klen = get32(b + off);
+    uint32_t klen = le_get32(b + off);
     off += 4;
     if (klen > body - off)
         return TD_ECORRUPT;
     it->type = type;
-    it->expire_ms = get64(b + 1);
+    it->expire_ms = le_get64(b + 1);
     it->key = slice_of(b + off, klen);
     off += klen;
     if (body - off < 4)
         return TD_ECORRUPT;
-    uint32_t nv = get32(b + off);
+    uint32_t nv = le_get32(b + off);
     off += 4;
     if (nv > (body - off) / 4)
         return TD_ECORRUPT;
@@ -262,7 +240,7 @@ ssize_t snapshot_parse_frame(const char *p, size_t n, struct snapshot_item *it, 
     for (uint32_t i = 0; i < nv; i++) {
         if (body - off < 4)
             return TD_ECORRUPT;
-        uint32_t len = get32(b + off);
+        uint32_t len = le_get32(b + off);
         off += 4;
         if (len > body - off)
             return TD_ECORRUPT;
