@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* store/cmd.h -- the command table and the commands: a parsed RESP argv in, a RESP2 reply
+ * appended to the session's output buffer, replies and errors byte-identical to Redis 7 for the
+ * supported set. Write commands hand their resolved record to the persistence hook through
+ * db_log() (vocabulary in store/persist.h). */
+#ifndef TD_STORE_CMD_H
+#define TD_STORE_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "store/db.h"
+
+#define SESSION_CLOSE_AFTER_REPLY 0x1u /* QUIT: close once the replies are written */
+#define SESSION_SHUTDOWN 0x2u          /* SHUTDOWN: stop the server */
+
+/* Per-connection state the commands read and change. The server embeds one per client. */
+struct session {
+    uint64_t id;
+    char *name;      /* CLIENT SETNAME; owned, NULL when unset */
+    bool authed;     /* true when no password is required or AUTH succeeded */
+    unsigned flags;  /* SESSION_* */
+    struct buf *out; /* replies are appended here (borrowed) */
+};
+
+/* Appends the server's own "name:value\r\n" lines of INFO section (lower case: "server",
+ * "clients", "memory", "stats") to out; the command layer adds the database's lines. */
+typedef void (*cmd_info_fn)(void *ud, const char *section, struct buf *out);
+
+/* What commands run against: the db plus hooks into the server. Scratch vectors are private. */
+struct cmd_env {
+    struct db *db;
+    cmd_info_fn info; /* may be NULL */
+    void *info_ud;
+    struct slice *rv; /* resolved-record scratch */
+    size_t rv_cap;
+    const struct kentry **ev; /* SCAN scratch */
+    size_t ev_cap;
+};
+
+/* Initialises env over db (borrowed). */
+void cmd_env_init(struct cmd_env *env, struct db *db);
+/* Frees env's scratch (not the db). */
+void cmd_env_free(struct cmd_env *env);
+/* Releases what a session owns (its name). */
+void cmd_session_free(struct session *s);
+
+/* Runs one command (argc >= 1; argv borrowed for the call) for session s, appending exactly one
+ * reply to s->out, except SHUTDOWN which replies nothing on success. Uses env->db->now_ms as the
+ * current time: the caller sets it (wall clock) before a batch of commands. Returns true when
+ * the command was a write that logged a record (its reply must wait for durability). */
+bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct slice *argv);
+
+/* Applies a resolved record (see store/persist.h) with expiry and logging disabled. Returns 0 or
+ * -EINVAL with a reason in err. */
+int cmd_apply(struct cmd_env *env, int argc, const struct slice *argv, char *err, size_t errlen);
+
+/* Number of commands in the table (COMMAND COUNT). */
+size_t cmd_count(void);
+/* True when the command table is sorted and every name is lower case (a unit-test check). */
+bool cmd_table_is_sorted(void);
+
+#endif

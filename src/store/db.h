@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* store/db.h -- the database one `tandem db` serves: its keyspace, configuration, the hook that
+ * hands every change to the persistence layer (store/persist.h), and counters. Commands
+ * (store/cmd.c), the network server (store/server.c) and persistence share this struct; the
+ * caller that creates it (cli/cmd_db.c) owns it and frees it after the server has closed. */
+#ifndef TD_STORE_DB_H
+#define TD_STORE_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/buf.h"
+#include "store/keyspace.h"
+
+struct persist_ops;
+
+enum db_fsync {
+    DB_FSYNC_ALWAYS = 0,
+    DB_FSYNC_EVERYSEC,
+    DB_FSYNC_NO,
+};
+
+/* Settings of `tandem db`, filled from one cfg table in cli/cmd_db.c. Immutable once the server
+ * runs. Byte sizes and counts are uint64_t as base/cfg.h requires. */
+struct db_config {
+    struct sockaddr_storage listen;
+    char *dir;
+    int fsync; /* enum db_fsync */
+    char *requirepass;
+    uint64_t max_bulk;          /* longest argument (Redis proto-max-bulk-len) */
+    uint64_t max_multibulk;     /* most arguments per command */
+    uint64_t query_buffer;      /* unparsed input per client (client-query-buffer-limit) */
+    uint64_t output_limit;      /* pending replies per client before it is disconnected */
+    uint64_t max_clients;       /* connections beyond this get an error and are closed */
+    uint64_t idle_timeout_ms;   /* 0: never close idle clients (Redis timeout 0) */
+    char *log_level;
+};
+
+struct db {
+    struct keyspace *ks;
+    const struct db_config *cfg;   /* borrowed; may be NULL in unit tests */
+    const struct persist_ops *pops; /* NULL: in memory only */
+    void *pud;
+    uint64_t last_lsn;  /* LSN returned by the last append (0: none yet) */
+    uint64_t dirty;     /* changes since start (or last save, once persistence lands) */
+    int64_t now_ms;     /* wall-clock ms of the command being run; 0 while applying records */
+    bool applying;      /* replaying records: no logging, no expiry */
+    uint64_t hits, misses;
+    int64_t start_wall_ms;
+};
+
+/* Creates a db with an empty keyspace hashed with seed (16 secret random bytes). cfg is
+ * borrowed and may be NULL (defaults). */
+struct db *db_new(const struct db_config *cfg, const uint8_t seed[16]);
+/* Frees the keyspace and the db; NULL is a no-op. Persistence is not touched. */
+void db_free(struct db *db);
+/* Installs the persistence hook (ops NULL: none). ops and ud are borrowed for the db's life. */
+void db_set_persist(struct db *db, const struct persist_ops *ops, void *ud);
+/* True when changes are being recorded (a hook is set and the db is not replaying). */
+static inline bool db_is_logging(const struct db *db)
+{
+    return db->pops != NULL && !db->applying;
+}
+/* Hands one resolved record to the hook (no-op when not logging) and counts the change.
+ * argv is borrowed for the duration of the call. */
+void db_log(struct db *db, int argc, const struct slice *argv);
+/* Counts a change that is not logged (apply). */
+static inline void db_touch(struct db *db)
+{
+    db->dirty++;
+}
+
+#endif

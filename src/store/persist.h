@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* store/persist.h -- the contract between the store and its persistence layer (the write-ahead
+ * log and snapshots: store/wal.c, store/snapshot.c).
+ *
+ * Resolved records. Every write command, after it executed and changed the keyspace, hands
+ * exactly one record to persist_ops.append: an argv in the vocabulary below, deterministic (no
+ * relative times, no "current value" dependence) and idempotent (applying a record twice leaves
+ * the same state as applying it once), so a log can be replayed over a snapshot taken while
+ * writes continued, and a replica may re-apply an overlap after a reconnect. A command that
+ * changes nothing (SET NX on an existing key, DEL of missing keys) logs nothing.
+ *
+ *   SET key value                  SET and SETNX without expiry
+ *   SET key value PXAT ms          SET with EX/PX/EXAT/PXAT (absolute Unix ms)
+ *   SET key value KEEPTTL          INCR/DECR/INCRBY/DECRBY (the new value), APPEND (the whole
+ *                                  new value), SET ... KEEPTTL
+ *   MSET key value [key value ...] MSET
+ *   DEL key [key ...]              DEL, GETDEL (only keys that existed); expired keys the primary
+ *                                  removes (lazily or by the active cycle) -- replay never expires
+ *                                  keys on its own, so state follows the primary exactly
+ *   PEXPIREAT key ms               EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT with a future time
+ *                                  (a time already past logs DEL key)
+ *   PERSIST key                    PERSIST that removed a TTL
+ *   HSET key field value [...]     HSET/HMSET, and HINCRBY (the field's new value)
+ *   HDEL key field [field ...]     HDEL (only fields that existed)
+ *   FLUSHALL                       FLUSHALL, FLUSHDB
+ *
+ * LSNs. append returns the LSN the persistence layer gave the record (strictly increasing, >0);
+ * the server remembers, per client, the LSN of each write whose reply it holds.
+ *
+ * Group commit. All records appended during one event-loop iteration are followed by one flush
+ * call (made just before the loop polls again, after the iteration's reads and timers). The
+ * layer makes them durable per its policy and then calls the bound durable(ctx, lsn) on the loop
+ * thread with the highest LSN now durable; the server releases every reply held for LSNs <= lsn,
+ * in order per client. Replies to reads that follow a write on the same connection wait behind
+ * it. For fsync=everysec/no the layer may call durable() from inside flush() right after write(2);
+ * for fsync=always, after fdatasync returns (off the loop thread, reported back via libuv).
+ * With no persistence installed (ops NULL) nothing is held.
+ *
+ * Threading: every callback is called on the loop thread; none may block for I/O except save. */
+#ifndef TD_STORE_PERSIST_H
+#define TD_STORE_PERSIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "store/db.h"
+
+/* Reports that every record up to and including lsn is durable. Loop thread only. */
+typedef void (*persist_durable_fn)(void *ctx, uint64_t lsn);
+
+/* Implemented by the persistence layer; installed with server_set_persist() (which also calls
+ * db_set_persist()). ud is the layer's own object, passed back to every call. */
+struct persist_ops {
+    /* Called once, before any append: remember durable/ctx and report durability through it. */
+    void (*bind)(void *ud, persist_durable_fn durable, void *ctx);
+    /* Records one resolved write (argv borrowed for the call: copy it). Returns its LSN (> 0).
+     * Must not block: buffer, and write in flush. */
+    uint64_t (*append)(void *ud, int argc, const struct slice *argv);
+    /* Once per loop iteration with appends since the previous flush: start making everything
+     * appended durable; report via durable(). */
+    void (*flush)(void *ud);
+    /* The SAVE command: write a snapshot now (may block the loop). Returns 0, or a negative code
+     * after writing a one-line reason into err. NULL: SAVE replies with an error. */
+    int (*save)(void *ud, char *err, size_t errlen);
+    /* Appends "name:value\r\n" lines to INFO's persistence section. May be NULL. */
+    void (*info)(void *ud, struct buf *out);
+};
+
+/* --- Entry points the store offers the persistence layer (implemented in store/persist.c) --- */
+
+/* Applies one resolved record to db (recovery, and later replication): no expiry is evaluated,
+ * nothing is logged, replies are discarded. Returns 0, or -EINVAL for a record outside the
+ * vocabulary above or that fails (wrong type, bad number), with a reason in err. */
+int persist_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen);
+
+/* Called once per record by persist_foreach_record; argv borrowed for the call. Return non-zero
+ * to stop the iteration. */
+typedef int (*persist_record_fn)(void *ud, int argc, const struct slice *argv);
+
+/* Emits records that recreate the whole dataset, for a snapshot: per key, "SET k v" or
+ * "SET k v PXAT ms" for a string, "HSET k f v ..." (at most 512 fields per record) followed by
+ * "PEXPIREAT k ms" when it has a TTL for a hash. Keys already expired at now_ms are skipped
+ * (now_ms 0: keep all). The keyspace must not change during the call (call it on the loop
+ * thread, or in a forked child). Returns 0, or the first non-zero value fn returned. */
+int persist_foreach_record(struct db *db, int64_t now_ms, persist_record_fn fn, void *ud);
+
+/* Low-level iteration, for a layer that encodes entries itself: see keyspace_foreach(),
+ * kentry_type(), kentry_key(), kentry_str(), kentry_expire(), kentry_hash() and
+ * khash_foreach() in store/keyspace.h, reached through db->ks. */
+
+#endif
