@@ -122,6 +122,25 @@ bool resp_parse_int(const char *s, size_t len, int64_t *out)
     return true;
 }
 
+/* Fast path for the common header "<digits>\r\n" at p[0..avail): on success stores the value
+ * and the bytes used (through CRLF) and returns true. Anything unusual (sign, leading zero,
+ * 19+ digits, other bytes, line not complete yet) returns false and the caller takes the strict
+ * slow path, so the accepted language and the error messages do not depend on this shortcut. */
+static inline bool fast_header_int(const char *p, size_t avail, int64_t *out, size_t *used)
+{
+    size_t i = 0;
+    uint64_t v = 0;
+    while (i < avail && i < 18 && (unsigned char)(p[i] - '0') < 10) {
+        v = v * 10 + (uint64_t)(p[i] - '0');
+        i++;
+    }
+    if (i == 0 || i + 1 >= avail || p[i] != '\r' || p[i + 1] != '\n' || (i > 1 && p[0] == '0'))
+        return false;
+    *out = (int64_t)v;
+    *used = i + 2;
+    return true;
+}
+
 /* Finds "\r\n" in buf[from..len); returns the offset of '\r' or -1. */
 static ssize_t find_crlf(const char *buf, size_t from, size_t len)
 {
@@ -277,15 +296,23 @@ ssize_t resp_parse(struct resp_parser *p, const char *buf, size_t len)
             return TD_EINCOMPLETE;
         if (buf[0] != '*')
             return parse_inline(p, buf, len);
-        ssize_t cr = find_crlf(buf, p->scanned > 1 ? p->scanned - 1 : 1, len);
-        if (cr < 0) {
-            if (len > p->lim.max_inline)
-                return fail(p, TD_ETOO_BIG, "Protocol error: too big mbulk count string");
-            p->scanned = len;
-            return TD_EINCOMPLETE;
-        }
         int64_t n;
-        if (!resp_parse_int(buf + 1, (size_t)cr - 1, &n) || n > INT32_MAX)
+        size_t hl;
+        ssize_t cr;
+        if (fast_header_int(buf + 1, len - 1, &n, &hl)) {
+            cr = (ssize_t)hl - 1; /* offset of '\r' */
+        } else {
+            cr = find_crlf(buf, p->scanned > 1 ? p->scanned - 1 : 1, len);
+            if (cr < 0) {
+                if (len > p->lim.max_inline)
+                    return fail(p, TD_ETOO_BIG, "Protocol error: too big mbulk count string");
+                p->scanned = len;
+                return TD_EINCOMPLETE;
+            }
+            if (!resp_parse_int(buf + 1, (size_t)cr - 1, &n))
+                return fail(p, TD_EPROTO_RESP, "Protocol error: invalid multibulk length");
+        }
+        if (n > INT32_MAX)
             return fail(p, TD_EPROTO_RESP, "Protocol error: invalid multibulk length");
         if (n > 0 && (uint64_t)n > p->lim.max_multibulk)
             return fail(p, TD_ETOO_BIG,
@@ -301,57 +328,80 @@ ssize_t resp_parse(struct resp_parser *p, const char *buf, size_t len)
         p->pos = (size_t)cr + 2;
         p->bulk = -1;
         p->nargs = 0;
-        ensure_cap(p, n < 1024 ? (size_t)n : 1024);
+        size_t first = n < 1024 ? (size_t)n : 1024;
+        if (first > p->cap)
+            ensure_cap(p, first);
     }
-    while (p->want > 0) {
-        if (p->bulk < 0) {
-            if (p->pos >= len)
-                return TD_EINCOMPLETE;
-            if (buf[p->pos] != '$') {
+    /* The loop works on locals (buf is a char pointer, which may alias anything, so fields of
+     * p would be reloaded after every store) and saves them only when it must suspend. */
+    size_t pos = p->pos, nargs = p->nargs;
+    int64_t want = p->want, bulk = p->bulk;
+    ssize_t rc;
+    while (want > 0) {
+        if (bulk < 0) {
+            if (pos >= len) {
+                rc = TD_EINCOMPLETE;
+                goto suspend;
+            }
+            if (buf[pos] != '$') {
                 char msg[64];
-                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'",
-                         buf[p->pos]);
+                snprintf(msg, sizeof(msg), "Protocol error: expected '$', got '%c'", buf[pos]);
                 return fail(p, TD_EPROTO_RESP, msg);
             }
-            size_t from = p->scanned > p->pos + 1 ? p->scanned - 1 : p->pos + 1;
-            ssize_t cr = find_crlf(buf, from, len);
-            if (cr < 0) {
-                if (len - p->pos > p->lim.max_inline)
-                    return fail(p, TD_ETOO_BIG, "Protocol error: too big bulk count string");
-                p->scanned = len;
-                return TD_EINCOMPLETE;
+            int64_t n;
+            size_t hl;
+            if (fast_header_int(buf + pos + 1, len - pos - 1, &n, &hl)) {
+                pos += 1 + hl;
+            } else {
+                size_t from = p->scanned > pos + 1 ? p->scanned - 1 : pos + 1;
+                ssize_t cr = find_crlf(buf, from, len);
+                if (cr < 0) {
+                    if (len - pos > p->lim.max_inline)
+                        return fail(p, TD_ETOO_BIG, "Protocol error: too big bulk count string");
+                    p->scanned = len;
+                    rc = TD_EINCOMPLETE;
+                    goto suspend;
+                }
+                if (!resp_parse_int(buf + pos + 1, (size_t)cr - pos - 1, &n) || n < 0)
+                    return fail(p, TD_EPROTO_RESP, "Protocol error: invalid bulk length");
+                pos = (size_t)cr + 2;
             }
             p->scanned = 0;
-            int64_t n;
-            if (!resp_parse_int(buf + p->pos + 1, (size_t)cr - p->pos - 1, &n) || n < 0)
-                return fail(p, TD_EPROTO_RESP, "Protocol error: invalid bulk length");
             if ((uint64_t)n > p->lim.max_bulk)
                 return fail(p, TD_ETOO_BIG,
                             p->lim.unauthenticated ? "Protocol error: unauthenticated bulk length"
                                                    : "Protocol error: invalid bulk length");
-            p->bulk = n;
-            p->pos = (size_t)cr + 2;
+            bulk = n;
         }
-        size_t blen = (size_t)p->bulk;
-        if (len - p->pos < blen + 2)
-            return TD_EINCOMPLETE;
-        if (buf[p->pos + blen] != '\r' || buf[p->pos + blen + 1] != '\n')
+        size_t blen = (size_t)bulk;
+        if (len - pos < blen + 2) {
+            rc = TD_EINCOMPLETE;
+            goto suspend;
+        }
+        if (buf[pos + blen] != '\r' || buf[pos + blen + 1] != '\n')
             return fail(p, TD_EPROTO_RESP, "Protocol error: expected CRLF after bulk");
-        ensure_cap(p, p->nargs + 1);
-        p->off[p->nargs] = p->pos;
-        p->argv[p->nargs].len = blen;
-        p->nargs++;
-        p->pos += blen + 2;
-        p->bulk = -1;
-        p->want--;
+        if (nargs == p->cap)
+            ensure_cap(p, nargs + 1);
+        p->off[nargs] = pos;
+        p->argv[nargs].len = blen;
+        nargs++;
+        pos += blen + 2;
+        bulk = -1;
+        want--;
     }
-    size_t n = p->nargs;
-    for (size_t k = 0; k < n; k++)
-        p->argv[k].p = buf + p->off[k];
-    size_t used = p->pos;
+    struct slice *argv = p->argv;
+    const size_t *off = p->off;
+    for (size_t k = 0; k < nargs; k++)
+        argv[k].p = buf + off[k];
     reset(p);
-    p->argc = n;
-    return (ssize_t)used;
+    p->argc = nargs;
+    return (ssize_t)pos;
+suspend:
+    p->pos = pos;
+    p->nargs = nargs;
+    p->want = want;
+    p->bulk = bulk;
+    return rc;
 }
 
 /* --- reply writer --- */

@@ -655,6 +655,48 @@ static const struct cmd_def *find_cmd(const struct cmd_def *t, size_t n, struct 
     return NULL;
 }
 
+/* FNV-1a of the ASCII-lower-cased name; folds a into low[] (len < 32) as it goes. */
+static inline uint32_t name_hash(struct slice a, char *low)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < a.len; i++) {
+        char ch = a.p[i];
+        ch = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        low[i] = ch;
+        h = (h ^ (unsigned char)ch) * 16777619u;
+    }
+    return h;
+}
+
+static void lut_build(struct cmd_env *env)
+{
+    char low[32];
+    for (size_t i = 0; i < NTABLE; i++) {
+        uint32_t h = name_hash(slice_cstr(table[i].name), low) & (CMD_LUT_SIZE - 1);
+        while (env->lut[h])
+            h = (h + 1) & (CMD_LUT_SIZE - 1);
+        env->lut[h] = &table[i];
+    }
+}
+
+/* The top-level command named like a, through env's hash table (find_cmd without the
+ * bisection: this runs once per command). */
+static const struct cmd_def *lut_find(const struct cmd_env *env, struct slice a)
+{
+    char low[32];
+    if (a.len == 0 || a.len >= sizeof(low))
+        return NULL;
+    uint32_t h = name_hash(a, low) & (CMD_LUT_SIZE - 1);
+    for (;;) {
+        const struct cmd_def *d = env->lut[h];
+        if (d == NULL)
+            return NULL;
+        if (strncmp(d->name, low, a.len) == 0 && d->name[a.len] == '\0')
+            return d;
+        h = (h + 1) & (CMD_LUT_SIZE - 1);
+    }
+}
+
 static void add_flag_list(struct buf *o, unsigned flags)
 {
     const char *names[6];
@@ -848,7 +890,7 @@ static bool arity_ok(int arity, int argc)
 /* Lookup and arity, as Redis orders them. Returns the command to run, or NULL after replying. */
 static const struct cmd_def *resolve(struct call *c)
 {
-    const struct cmd_def *d = find_cmd(table, NTABLE, c->argv[0]);
+    const struct cmd_def *d = lut_find(c->env, c->argv[0]);
     if (d == NULL) {
         unknown_command(c);
         return NULL;
@@ -885,6 +927,7 @@ void cmd_env_init(struct cmd_env *env, struct db *db)
 {
     memset(env, 0, sizeof(*env));
     env->db = db;
+    lut_build(env);
 }
 
 void cmd_env_free(struct cmd_env *env)
@@ -917,9 +960,14 @@ bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct sli
     return c.logged && db_is_logging(env->db);
 }
 
-int cmd_apply(struct cmd_env *env, int argc, const struct slice *argv, char *err, size_t errlen)
+int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen)
 {
-    struct db *db = env->db;
+    /* Records name their command in upper case and are looked up by bisection, so the env needs
+     * no lookup table: zero only what cmd_env_free and the commands use. */
+    struct cmd_env envs;
+    struct cmd_env *env = &envs;
+    memset(env, 0, offsetof(struct cmd_env, lut));
+    env->db = db;
     struct buf out;
     buf_init(&out);
     struct session s = {0, NULL, true, 0, &out};
@@ -953,5 +1001,6 @@ int cmd_apply(struct cmd_env *env, int argc, const struct slice *argv, char *err
         rc = -EINVAL;
     }
     buf_free(&out);
+    cmd_env_free(env);
     return rc;
 }

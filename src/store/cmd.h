@@ -25,6 +25,8 @@ struct session {
     struct buf *out; /* replies are appended here (borrowed) */
 };
 
+#define CMD_LUT_SIZE 256
+
 /* Appends the server's own "name:value\r\n" lines of INFO section (lower case: "server",
  * "clients", "memory", "stats") to out; the command layer adds the database's lines. */
 typedef void (*cmd_info_fn)(void *ud, const char *section, struct buf *out);
@@ -38,6 +40,7 @@ struct cmd_env {
     size_t rv_cap;
     const struct kentry **ev; /* SCAN scratch */
     size_t ev_cap;
+    const void *lut[CMD_LUT_SIZE]; /* command name hash -> table entry (open addressing) */
 };
 
 /* Initialises env over db (borrowed). */
@@ -55,7 +58,7 @@ bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct sli
 
 /* Applies a resolved record (see store/persist.h) with expiry and logging disabled. Returns 0 or
  * -EINVAL with a reason in err. */
-int cmd_apply(struct cmd_env *env, int argc, const struct slice *argv, char *err, size_t errlen);
+int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen);
 
 /* Number of commands in the table (COMMAND COUNT). */
 size_t cmd_count(void);

@@ -15,11 +15,7 @@
 
 int persist_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen)
 {
-    struct cmd_env env;
-    cmd_env_init(&env, db);
-    int rc = cmd_apply(&env, argc, argv, err, errlen);
-    cmd_env_free(&env);
-    return rc;
+    return cmd_apply(db, argc, argv, err, errlen);
 }
 
 struct emit {

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# bench/store.sh -- tandem db against redis-server, side by side, with redis-benchmark.
+#
+# For every persistence setting in --fsync and every run, both servers are started fresh on free
+# loopback ports with the same setting, then redis-benchmark runs each pipeline depth against one
+# and then the other (the order alternates between runs, so neither always goes first on a warm
+# machine). Prints medians over the runs and the tandem/redis ratio as a markdown table.
+#
+#   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
+#                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
+#                  [--memory [--keys 1000000]]
+#
+# --fsync none      redis: --appendonly no;                 tandem: no persistence
+# --fsync everysec  redis: --appendonly yes --appendfsync everysec; tandem: --fsync everysec
+# --fsync always    redis: --appendonly yes --appendfsync always;   tandem: --fsync always
+# Rows for everysec/always are skipped (with a note) while tandem's persistence is not wired.
+#
+# --memory loads --keys keys (16-byte keys, 32-byte values, pipelined) into each server and
+# reports INFO used_memory and RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=3 fsyncs=none requests=200000 clients=50 tests=set,get,incr,hset,mset pipelines=1,16
+memory=0 keys=1000000
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --fsync) fsyncs=$2; shift 2 ;;
+        --requests) requests=$2; shift 2 ;;
+        --clients) clients=$2; shift 2 ;;
+        --tests) tests=$2; shift 2 ;;
+        --pipelines) pipelines=$2; shift 2 ;;
+        --memory) memory=1; shift ;;
+        --keys) keys=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "store.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+TANDEM=${TANDEM_BIN:-build/tandem}
+REDIS=${REDIS_SERVER:-/usr/bin/redis-server}
+[[ -x $TANDEM ]] || make -j2 >/dev/null
+tmp=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "store.sh: server on port $1 did not start" >&2
+    return 1
+}
+
+persistence_wired() {
+    ! "$TANDEM" db --help | grep -q "NOT YET WIRED"
+}
+
+# start_server KIND FSYNC -> prints "PORT PID"
+start_server() {
+    local kind=$1 fsync=$2 port dir
+    port=$(free_port)
+    dir=$tmp/$kind-$port
+    mkdir -p "$dir"
+    if [[ $kind == tandem ]]; then
+        local args=(db --listen "127.0.0.1:$port" --dir "$dir")
+        [[ $fsync != none ]] && args+=(--fsync "$fsync")
+        "$TANDEM" "${args[@]}" 2>"$dir/log" &
+    else
+        local args=(--port "$port" --bind 127.0.0.1 --save "" --dir "$dir" --daemonize no)
+        if [[ $fsync == none ]]; then args+=(--appendonly no)
+        else args+=(--appendonly yes --appendfsync "$fsync"); fi
+        "$REDIS" "${args[@]}" >"$dir/log" 2>&1 &
+    fi
+    local pid=$!
+    pids+=("$pid")
+    wait_port "$port"
+    echo "$port $pid"
+}
+
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# bench PORT PIPELINE -> lines "TEST RPS"
+bench() {
+    redis-benchmark -p "$1" -t "$tests" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
+        tr '\r' '\n' | grep "requests per second" |
+        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/'
+}
+
+median() {
+    sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2];
+                   else print (a[NR/2]+a[NR/2+1])/2}'
+}
+
+results=$tmp/results
+: >"$results"
+IFS=, read -ra fsync_list <<<"$fsyncs"
+IFS=, read -ra pipe_list <<<"$pipelines"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TANDEM" version | head -1 | cut -d' ' -f2), $("$REDIS" --version | cut -d' ' -f3)"
+echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians"
+for fsync in "${fsync_list[@]}"; do
+    if [[ $fsync != none ]] && ! persistence_wired; then
+        echo "# fsync=$fsync: skipped, tandem's persistence is not wired yet"
+        continue
+    fi
+    for run in $(seq 1 "$runs"); do
+        read -r tport tpid < <(start_server tandem "$fsync")
+        read -r rport rpid < <(start_server redis "$fsync")
+        order=(tandem redis)
+        (( run % 2 == 0 )) && order=(redis tandem)
+        for p in "${pipe_list[@]}"; do
+            for kind in "${order[@]}"; do
+                port=$tport
+                [[ $kind == redis ]] && port=$rport
+                bench "$port" "$p" | while read -r t rps; do
+                    echo "$fsync $p $t $kind $rps" >>"$results"
+                done
+            done
+        done
+        stop_server "$tpid"
+        stop_server "$rpid"
+        echo "# fsync=$fsync run $run done" >&2
+    done
+done
+
+if [[ -s $results ]]; then
+    echo
+    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis |"
+    echo "|---|---|---|---|---|---|"
+    for fsync in "${fsync_list[@]}"; do
+        for p in "${pipe_list[@]}"; do
+            for t in $(echo "$tests" | tr a-z A-Z | tr , ' '); do
+                tm=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="tandem" {print $5}' "$results" | median)
+                rm_=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $5}' "$results" | median)
+                [[ $tm == 0 && $rm_ == 0 ]] && continue
+                ratio=$(awk -v a="$tm" -v b="$rm_" 'BEGIN {printf (b > 0 ? "%.2f" : "-"), a / b}')
+                printf "| %s | %s | %s | %.0f | %.0f | %s |\n" "$fsync" "$t" "$p" "$tm" "$rm_" "$ratio"
+            done
+        done
+    done
+fi
+
+if [[ $memory == 1 ]]; then
+    echo
+    echo "| server | keys | used_memory | RSS | bytes/key (used_memory) |"
+    echo "|---|---|---|---|---|"
+    for kind in tandem redis; do
+        read -r port pid < <(start_server "$kind" none)
+        /usr/bin/python3 bench/store_mem.py "$port" "$keys" "$pid" "$kind"
+        stop_server "$pid"
+    done
+fi
