@@ -40,8 +40,7 @@ static inline uint64_t load_le64(const unsigned char *p)
     } while (0)
 
 /* The c and d round counts are compile-time constants in both callers, so the loops unroll. */
-static inline uint64_t siphash_cd(const uint8_t key[16], const void *data, size_t len, int c,
-                                  int d)
+static inline uint64_t siphash_cd(const uint8_t key[16], const void *data, size_t len, int c, int d)
 {
     uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
     uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;

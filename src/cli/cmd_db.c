@@ -25,8 +25,8 @@ static const char *const fsync_choices[] = {"always", "everysec", "no", NULL};
 static const struct cfg_entry db_table[] = {
     {"listen", CFG_ADDR, OFF(listen), 0, 0, "127.0.0.1:6379", NULL,
      "address to listen on, HOST:PORT", 0},
-    {"dir", CFG_STRING, OFF(dir), 0, 0, NULL, NULL,
-     "data directory (required; created if missing)", 0},
+    {"dir", CFG_STRING, OFF(dir), 0, 0, NULL, NULL, "data directory (required; created if missing)",
+     0},
     {"fsync", CFG_ENUM, OFF(fsync), 0, 0, "everysec", fsync_choices,
      "when the write-ahead log reaches the disk", 0},
     {"requirepass", CFG_STRING, OFF(requirepass), 0, 0, NULL, NULL,
@@ -43,8 +43,8 @@ static const struct cfg_entry db_table[] = {
      "connections served at once; more get an error", 0},
     {"idle-timeout", CFG_DURATION, OFF(idle_timeout_ms), 0, 0, "0", NULL,
      "close clients idle this long (0: never)", 0},
-    {"log-level", CFG_STRING, OFF(log_level), 0, 0, "notice", NULL,
-     "error|warn|notice|info|debug", 0},
+    {"log-level", CFG_STRING, OFF(log_level), 0, 0, "notice", NULL, "error|warn|notice|info|debug",
+     0},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0},
 };
 

@@ -37,13 +37,13 @@ struct resp_parser {
     struct slice *argv;
     size_t argc;
     /* Private state of a partially received command. */
-    size_t cap;        /* capacity of argv and off */
-    size_t *off;       /* argument offsets from the command start, while incomplete */
-    size_t pos;        /* bytes of the current command already parsed */
-    size_t nargs;      /* arguments of the current command complete so far */
-    size_t scanned;    /* bytes searched for a line end without finding one */
-    int64_t want;      /* multibulk arguments still expected; -1 when between commands */
-    int64_t bulk;      /* length of the bulk being received; -1 before its "$N" line */
+    size_t cap;         /* capacity of argv and off */
+    size_t *off;        /* argument offsets from the command start, while incomplete */
+    size_t pos;         /* bytes of the current command already parsed */
+    size_t nargs;       /* arguments of the current command complete so far */
+    size_t scanned;     /* bytes searched for a line end without finding one */
+    int64_t want;       /* multibulk arguments still expected; -1 when between commands */
+    int64_t bulk;       /* length of the bulk being received; -1 before its "$N" line */
     struct buf scratch; /* unquoted inline arguments */
     char err[96];
 };

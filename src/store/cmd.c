@@ -135,8 +135,8 @@ static void cmd_hello(struct call *c)
             name = &c->argv[j + 1];
             j++;
         } else {
-            resp_add_errorf(c->out, "ERR Syntax error in HELLO option '%.*s'",
-                            (int)c->argv[j].len, c->argv[j].p);
+            resp_add_errorf(c->out, "ERR Syntax error in HELLO option '%.*s'", (int)c->argv[j].len,
+                            c->argv[j].p);
             return;
         }
     }
@@ -223,7 +223,8 @@ static void cmd_client_getname(struct call *c)
 static void cmd_client_setname(struct call *c)
 {
     if (!valid_client_name(c->argv[2])) {
-        reply_err(c->out, "ERR Client names cannot contain spaces, newlines or special characters.");
+        reply_err(c->out,
+                  "ERR Client names cannot contain spaces, newlines or special characters.");
         return;
     }
     set_client_name(c->s, c->argv[2]);
@@ -296,7 +297,8 @@ static void info_section(struct call *c, const char *name, struct buf *o)
                    m, h);
     } else if (!strcmp(name, "persistence")) {
         buf_printf(o, "loading:0\r\nrdb_changes_since_last_save:%" PRIu64 "\r\n", db->dirty);
-        buf_append_str(o, "rdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n");
+        buf_append_str(
+            o, "rdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n");
         if (db->pops && db->pops->info)
             db->pops->info(db->pud, o);
         else
@@ -307,9 +309,10 @@ static void info_section(struct call *c, const char *name, struct buf *o)
                    "\r\nkeyspace_misses:%" PRIu64 "\r\n",
                    keyspace_expired_total(c->ks), db->hits, db->misses);
     } else if (!strcmp(name, "replication")) {
-        buf_append_str(o, "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n"
-                          "master_repl_offset:0\r\nsecond_repl_offset:-1\r\n"
-                          "repl_backlog_active:0\r\n");
+        buf_append_str(o,
+                       "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n"
+                       "master_repl_offset:0\r\nsecond_repl_offset:-1\r\n"
+                       "repl_backlog_active:0\r\n");
     } else if (!strcmp(name, "keyspace")) {
         uint64_t keys = keyspace_size(c->ks);
         if (keys)
@@ -318,8 +321,8 @@ static void info_section(struct call *c, const char *name, struct buf *o)
     }
 }
 
-static const char *const info_all[] = {"server",      "clients", "memory",   "persistence",
-                                       "stats",       "replication", "keyspace", NULL};
+static const char *const info_all[] = {"server", "clients",     "memory",   "persistence",
+                                       "stats",  "replication", "keyspace", NULL};
 
 static void cmd_info(struct call *c)
 {
@@ -481,7 +484,8 @@ static void cmd_config_get(struct call *c)
 
 static void cmd_config_set(struct call *c)
 {
-    resp_add_errorf(c->out, "ERR CONFIG SET is not supported by tandem (restart with new flags) - '%.*s'",
+    resp_add_errorf(c->out,
+                    "ERR CONFIG SET is not supported by tandem (restart with new flags) - '%.*s'",
                     (int)c->argv[2].len, c->argv[2].p);
 }
 
@@ -520,23 +524,32 @@ static void cmd_command_list(struct call *c);
 
 static const struct cmd_def client_subs[] = {
     {"getname", cmd_client_getname, 2, 0, "connection", "Get the current connection name", NULL, 0},
-    {"help", cmd_client_help, 2, 0, "connection", "Show helpful text about the different subcommands", NULL, 0},
-    {"id", cmd_client_id, 2, 0, "connection", "Returns the client ID for the current connection", NULL, 0},
+    {"help", cmd_client_help, 2, 0, "connection",
+     "Show helpful text about the different subcommands", NULL, 0},
+    {"id", cmd_client_id, 2, 0, "connection", "Returns the client ID for the current connection",
+     NULL, 0},
     {"setname", cmd_client_setname, 3, 0, "connection", "Set the current connection name", NULL, 0},
 };
 
 static const struct cmd_def config_subs[] = {
-    {"get", cmd_config_get, -3, CMD_ADMIN | CMD_LOADING, "server", "Get the values of configuration parameters", NULL, 0},
-    {"help", cmd_config_help, 2, CMD_LOADING, "server", "Show helpful text about the different subcommands", NULL, 0},
-    {"resetstat", cmd_config_resetstat, 2, CMD_ADMIN, "server", "Reset the stats returned by INFO", NULL, 0},
-    {"set", cmd_config_set, -4, CMD_ADMIN, "server", "Set configuration parameters (not supported)", NULL, 0},
+    {"get", cmd_config_get, -3, CMD_ADMIN | CMD_LOADING, "server",
+     "Get the values of configuration parameters", NULL, 0},
+    {"help", cmd_config_help, 2, CMD_LOADING, "server",
+     "Show helpful text about the different subcommands", NULL, 0},
+    {"resetstat", cmd_config_resetstat, 2, CMD_ADMIN, "server", "Reset the stats returned by INFO",
+     NULL, 0},
+    {"set", cmd_config_set, -4, CMD_ADMIN, "server", "Set configuration parameters (not supported)",
+     NULL, 0},
 };
 
 static const struct cmd_def command_subs[] = {
     {"count", cmd_command_count, 2, CMD_LOADING, "server", "Get total number of commands", NULL, 0},
-    {"docs", cmd_command_docs, -2, CMD_LOADING, "server", "Get array of specific command documentation", NULL, 0},
-    {"help", cmd_command_help, 2, CMD_LOADING, "server", "Show helpful text about the different subcommands", NULL, 0},
-    {"info", cmd_command_info, -2, CMD_LOADING, "server", "Get array of specific command details", NULL, 0},
+    {"docs", cmd_command_docs, -2, CMD_LOADING, "server",
+     "Get array of specific command documentation", NULL, 0},
+    {"help", cmd_command_help, 2, CMD_LOADING, "server",
+     "Show helpful text about the different subcommands", NULL, 0},
+    {"info", cmd_command_info, -2, CMD_LOADING, "server", "Get array of specific command details",
+     NULL, 0},
     {"list", cmd_command_list, -2, CMD_LOADING, "server", "Get an array of command names", NULL, 0},
 };
 
@@ -549,53 +562,81 @@ static const struct cmd_def command_subs[] = {
 static const struct cmd_def table[] = {
     {"append", cmd_data_append, 3, W, "string", "Append a value to a key", NULL, 0},
     {"auth", cmd_auth, -2, CMD_NOAUTH | F, "connection", "Authenticate to the server", NULL, 0},
-    {"client", NULL, -2, 0, "connection", "A container for client connection commands", SUBS(client_subs)},
-    {"command", cmd_command, -1, CMD_LOADING, "server", "Get array of command details", SUBS(command_subs)},
-    {"config", NULL, -2, 0, "server", "A container for server configuration commands", SUBS(config_subs)},
-    {"dbsize", cmd_data_dbsize, 1, R | F, "server", "Return the number of keys in the database", NULL, 0},
-    {"decr", cmd_data_decr, 2, W | F, "string", "Decrement the integer value of a key by one", NULL, 0},
-    {"decrby", cmd_data_decrby, 3, W | F, "string", "Decrement the integer value of a key by the given number", NULL, 0},
+    {"client", NULL, -2, 0, "connection", "A container for client connection commands",
+     SUBS(client_subs)},
+    {"command", cmd_command, -1, CMD_LOADING, "server", "Get array of command details",
+     SUBS(command_subs)},
+    {"config", NULL, -2, 0, "server", "A container for server configuration commands",
+     SUBS(config_subs)},
+    {"dbsize", cmd_data_dbsize, 1, R | F, "server", "Return the number of keys in the database",
+     NULL, 0},
+    {"decr", cmd_data_decr, 2, W | F, "string", "Decrement the integer value of a key by one", NULL,
+     0},
+    {"decrby", cmd_data_decrby, 3, W | F, "string",
+     "Decrement the integer value of a key by the given number", NULL, 0},
     {"del", cmd_data_del, -2, W | REC, "generic", "Delete a key", NULL, 0},
     {"echo", cmd_echo, 2, F, "connection", "Echo the given string", NULL, 0},
     {"exists", cmd_data_exists, -2, R | F, "generic", "Determine if a key exists", NULL, 0},
-    {"expire", cmd_data_expire, -3, W | F, "generic", "Set a key's time to live in seconds", NULL, 0},
-    {"expireat", cmd_data_expireat, -3, W | F, "generic", "Set the expiration for a key as a UNIX timestamp", NULL, 0},
-    {"flushall", cmd_data_flushall, -1, W | REC, "server", "Remove all keys from all databases", NULL, 0},
-    {"flushdb", cmd_data_flushall, -1, W, "server", "Remove all keys from the current database", NULL, 0},
+    {"expire", cmd_data_expire, -3, W | F, "generic", "Set a key's time to live in seconds", NULL,
+     0},
+    {"expireat", cmd_data_expireat, -3, W | F, "generic",
+     "Set the expiration for a key as a UNIX timestamp", NULL, 0},
+    {"flushall", cmd_data_flushall, -1, W | REC, "server", "Remove all keys from all databases",
+     NULL, 0},
+    {"flushdb", cmd_data_flushall, -1, W, "server", "Remove all keys from the current database",
+     NULL, 0},
     {"get", cmd_data_get, 2, R | F, "string", "Get the value of a key", NULL, 0},
-    {"getdel", cmd_data_getdel, 2, W | F, "string", "Get the value of a key and delete the key", NULL, 0},
+    {"getdel", cmd_data_getdel, 2, W | F, "string", "Get the value of a key and delete the key",
+     NULL, 0},
     {"hdel", cmd_data_hdel, -3, W | F | REC, "hash", "Delete one or more hash fields", NULL, 0},
     {"hello", cmd_hello, -1, CMD_NOAUTH | F, "connection", "Handshake with Redis", NULL, 0},
     {"hexists", cmd_data_hexists, 3, R | F, "hash", "Determine if a hash field exists", NULL, 0},
     {"hget", cmd_data_hget, 3, R | F, "hash", "Get the value of a hash field", NULL, 0},
     {"hgetall", cmd_data_hgetall, 2, R, "hash", "Get all the fields and values in a hash", NULL, 0},
-    {"hincrby", cmd_data_hincrby, 4, W | F, "hash", "Increment the integer value of a hash field by the given number", NULL, 0},
+    {"hincrby", cmd_data_hincrby, 4, W | F, "hash",
+     "Increment the integer value of a hash field by the given number", NULL, 0},
     {"hlen", cmd_data_hlen, 2, R | F, "hash", "Get the number of fields in a hash", NULL, 0},
-    {"hmget", cmd_data_hmget, -3, R | F, "hash", "Get the values of all the given hash fields", NULL, 0},
-    {"hmset", cmd_data_hmset, -4, W | F, "hash", "Set multiple hash fields to multiple values", NULL, 0},
-    {"hset", cmd_data_hset, -4, W | F | REC, "hash", "Set the string value of a hash field", NULL, 0},
-    {"incr", cmd_data_incr, 2, W | F, "string", "Increment the integer value of a key by one", NULL, 0},
-    {"incrby", cmd_data_incrby, 3, W | F, "string", "Increment the integer value of a key by the given amount", NULL, 0},
-    {"info", cmd_info, -1, CMD_LOADING, "server", "Get information and statistics about the server", NULL, 0},
+    {"hmget", cmd_data_hmget, -3, R | F, "hash", "Get the values of all the given hash fields",
+     NULL, 0},
+    {"hmset", cmd_data_hmset, -4, W | F, "hash", "Set multiple hash fields to multiple values",
+     NULL, 0},
+    {"hset", cmd_data_hset, -4, W | F | REC, "hash", "Set the string value of a hash field", NULL,
+     0},
+    {"incr", cmd_data_incr, 2, W | F, "string", "Increment the integer value of a key by one", NULL,
+     0},
+    {"incrby", cmd_data_incrby, 3, W | F, "string",
+     "Increment the integer value of a key by the given amount", NULL, 0},
+    {"info", cmd_info, -1, CMD_LOADING, "server", "Get information and statistics about the server",
+     NULL, 0},
     {"keys", cmd_data_keys, 2, R, "generic", "Find all keys matching the given pattern", NULL, 0},
     {"mget", cmd_data_mget, -2, R | F, "string", "Get the values of all the given keys", NULL, 0},
     {"mset", cmd_data_mset, -3, W | REC, "string", "Set multiple keys to multiple values", NULL, 0},
-    {"persist", cmd_data_persist, 2, W | F | REC, "generic", "Remove the expiration from a key", NULL, 0},
-    {"pexpire", cmd_data_pexpire, -3, W | F, "generic", "Set a key's time to live in milliseconds", NULL, 0},
-    {"pexpireat", cmd_data_pexpireat, -3, W | F | REC, "generic", "Set the expiration for a key as a UNIX timestamp specified in milliseconds", NULL, 0},
+    {"persist", cmd_data_persist, 2, W | F | REC, "generic", "Remove the expiration from a key",
+     NULL, 0},
+    {"pexpire", cmd_data_pexpire, -3, W | F, "generic", "Set a key's time to live in milliseconds",
+     NULL, 0},
+    {"pexpireat", cmd_data_pexpireat, -3, W | F | REC, "generic",
+     "Set the expiration for a key as a UNIX timestamp specified in milliseconds", NULL, 0},
     {"ping", cmd_ping, -1, F, "connection", "Ping the server", NULL, 0},
-    {"pttl", cmd_data_pttl, 2, R | F, "generic", "Get the time to live for a key in milliseconds", NULL, 0},
+    {"pttl", cmd_data_pttl, 2, R | F, "generic", "Get the time to live for a key in milliseconds",
+     NULL, 0},
     {"quit", cmd_quit, -1, CMD_NOAUTH | F, "connection", "Close the connection", NULL, 0},
-    {"role", cmd_role, 1, F | CMD_LOADING, "server", "Return the role of the instance in the context of replication", NULL, 0},
+    {"role", cmd_role, 1, F | CMD_LOADING, "server",
+     "Return the role of the instance in the context of replication", NULL, 0},
     {"save", cmd_save, 1, CMD_ADMIN, "server", "Synchronously save the dataset to disk", NULL, 0},
     {"scan", cmd_data_scan, -2, R, "generic", "Incrementally iterate the keys space", NULL, 0},
-    {"select", cmd_select, 2, F | CMD_LOADING, "connection", "Change the selected database for the current connection", NULL, 0},
+    {"select", cmd_select, 2, F | CMD_LOADING, "connection",
+     "Change the selected database for the current connection", NULL, 0},
     {"set", cmd_data_set, -3, W | REC, "string", "Set the string value of a key", NULL, 0},
-    {"setnx", cmd_data_setnx, 3, W | F, "string", "Set the value of a key, only if the key does not exist", NULL, 0},
-    {"shutdown", cmd_shutdown, -1, CMD_ADMIN | CMD_LOADING, "server", "Synchronously save the dataset to disk and then shut down the server", NULL, 0},
-    {"strlen", cmd_data_strlen, 2, R | F, "string", "Get the length of the value stored in a key", NULL, 0},
+    {"setnx", cmd_data_setnx, 3, W | F, "string",
+     "Set the value of a key, only if the key does not exist", NULL, 0},
+    {"shutdown", cmd_shutdown, -1, CMD_ADMIN | CMD_LOADING, "server",
+     "Synchronously save the dataset to disk and then shut down the server", NULL, 0},
+    {"strlen", cmd_data_strlen, 2, R | F, "string", "Get the length of the value stored in a key",
+     NULL, 0},
     {"time", cmd_time, 1, F | CMD_LOADING, "server", "Return the current server time", NULL, 0},
-    {"ttl", cmd_data_ttl, 2, R | F, "generic", "Get the time to live for a key in seconds", NULL, 0},
+    {"ttl", cmd_data_ttl, 2, R | F, "generic", "Get the time to live for a key in seconds", NULL,
+     0},
     {"type", cmd_data_type, 2, R | F, "generic", "Determine the type stored at key", NULL, 0},
 };
 
@@ -730,8 +771,8 @@ static void add_command_info(struct buf *o, const struct cmd_def *d, const char 
                    strcmp(d->name, "scan") != 0 && strcmp(d->name, "keys") != 0 &&
                    strcmp(d->name, "dbsize") != 0;
     int64_t last = 1, step = 1;
-    if (has_key && (!strcmp(d->name, "del") || !strcmp(d->name, "exists") ||
-                    !strcmp(d->name, "mget")))
+    if (has_key &&
+        (!strcmp(d->name, "del") || !strcmp(d->name, "exists") || !strcmp(d->name, "mget")))
         last = -1;
     if (has_key && !strcmp(d->name, "mset")) {
         last = -1;
@@ -947,8 +988,8 @@ void cmd_session_free(struct session *s)
 
 bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct slice *argv)
 {
-    struct call c = {env, env->db, env->db->ks, s, s->out, argc, argv, env->db->now_ms, NULL,
-                     NULL, false};
+    struct call c = {env,  env->db,         env->db->ks, s,    s->out, argc,
+                     argv, env->db->now_ms, NULL,        NULL, false};
     const struct cmd_def *d = resolve(&c);
     if (d == NULL)
         return false;
@@ -978,8 +1019,8 @@ int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size
     }
     const struct cmd_def *d = find_cmd(table, NTABLE, argv[0]);
     if (d == NULL || !(d->flags & CMD_RECORD)) {
-        snprintf(err, errlen, "'%.*s' is not a record command", (int)(argv[0].len < 64 ? argv[0].len : 64),
-                 argv[0].p);
+        snprintf(err, errlen, "'%.*s' is not a record command",
+                 (int)(argv[0].len < 64 ? argv[0].len : 64), argv[0].p);
         return -EINVAL;
     }
     c.def = d;

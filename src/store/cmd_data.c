@@ -107,19 +107,23 @@ void cmd_data_set(struct call *c)
             flags |= SET_GET;
         } else if (arg_is(o, "keepttl") && !(flags & SET_ANY_EXP)) {
             flags |= SET_KEEPTTL;
-        } else if (has_next && arg_is(o, "ex") && !(flags & (SET_KEEPTTL | SET_PX | SET_EXAT | SET_PXAT))) {
+        } else if (has_next && arg_is(o, "ex") &&
+                   !(flags & (SET_KEEPTTL | SET_PX | SET_EXAT | SET_PXAT))) {
             flags |= SET_EX;
             unit = SET_EX;
             exp_arg = &c->argv[++j];
-        } else if (has_next && arg_is(o, "px") && !(flags & (SET_KEEPTTL | SET_EX | SET_EXAT | SET_PXAT))) {
+        } else if (has_next && arg_is(o, "px") &&
+                   !(flags & (SET_KEEPTTL | SET_EX | SET_EXAT | SET_PXAT))) {
             flags |= SET_PX;
             unit = SET_PX;
             exp_arg = &c->argv[++j];
-        } else if (has_next && arg_is(o, "exat") && !(flags & (SET_KEEPTTL | SET_EX | SET_PX | SET_PXAT))) {
+        } else if (has_next && arg_is(o, "exat") &&
+                   !(flags & (SET_KEEPTTL | SET_EX | SET_PX | SET_PXAT))) {
             flags |= SET_EXAT;
             unit = SET_EXAT;
             exp_arg = &c->argv[++j];
-        } else if (has_next && arg_is(o, "pxat") && !(flags & (SET_KEEPTTL | SET_EX | SET_PX | SET_EXAT))) {
+        } else if (has_next && arg_is(o, "pxat") &&
+                   !(flags & (SET_KEEPTTL | SET_EX | SET_PX | SET_EXAT))) {
             flags |= SET_PXAT;
             unit = SET_PXAT;
             exp_arg = &c->argv[++j];
@@ -425,7 +429,8 @@ static void expire_generic(struct call *c, int64_t basetime, bool seconds)
     }
     keyspace_set_expire(c->ks, c->argv[1], when);
     char num[24];
-    struct slice rv[3] = {SLICE_LIT("PEXPIREAT"), c->argv[1], slice_of(num, resp_fmt_int(num, when))};
+    struct slice rv[3] = {SLICE_LIT("PEXPIREAT"), c->argv[1],
+                          slice_of(num, resp_fmt_int(num, when))};
     log_rec(c, 3, rv);
     reply_one(c->out);
 }
@@ -647,8 +652,8 @@ void cmd_data_dbsize(struct call *c)
 
 void cmd_data_flushall(struct call *c)
 {
-    if (c->argc > 2 || (c->argc == 2 && !arg_is(c->argv[1], "sync") &&
-                        !arg_is(c->argv[1], "async"))) {
+    if (c->argc > 2 ||
+        (c->argc == 2 && !arg_is(c->argv[1], "sync") && !arg_is(c->argv[1], "async"))) {
         reply_err(c->out, ERR_SYNTAX);
         return;
     }

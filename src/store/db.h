@@ -28,24 +28,24 @@ struct db_config {
     char *dir;
     int fsync; /* enum db_fsync */
     char *requirepass;
-    uint64_t max_bulk;          /* longest argument (Redis proto-max-bulk-len) */
-    uint64_t max_multibulk;     /* most arguments per command */
-    uint64_t query_buffer;      /* unparsed input per client (client-query-buffer-limit) */
-    uint64_t output_limit;      /* pending replies per client before it is disconnected */
-    uint64_t max_clients;       /* connections beyond this get an error and are closed */
-    uint64_t idle_timeout_ms;   /* 0: never close idle clients (Redis timeout 0) */
+    uint64_t max_bulk;        /* longest argument (Redis proto-max-bulk-len) */
+    uint64_t max_multibulk;   /* most arguments per command */
+    uint64_t query_buffer;    /* unparsed input per client (client-query-buffer-limit) */
+    uint64_t output_limit;    /* pending replies per client before it is disconnected */
+    uint64_t max_clients;     /* connections beyond this get an error and are closed */
+    uint64_t idle_timeout_ms; /* 0: never close idle clients (Redis timeout 0) */
     char *log_level;
 };
 
 struct db {
     struct keyspace *ks;
-    const struct db_config *cfg;   /* borrowed; may be NULL in unit tests */
+    const struct db_config *cfg;    /* borrowed; may be NULL in unit tests */
     const struct persist_ops *pops; /* NULL: in memory only */
     void *pud;
-    uint64_t last_lsn;  /* LSN returned by the last append (0: none yet) */
-    uint64_t dirty;     /* changes since start (or last save, once persistence lands) */
-    int64_t now_ms;     /* wall-clock ms of the command being run; 0 while applying records */
-    bool applying;      /* replaying records: no logging, no expiry */
+    uint64_t last_lsn; /* LSN returned by the last append (0: none yet) */
+    uint64_t dirty;    /* changes since start (or last save, once persistence lands) */
+    int64_t now_ms;    /* wall-clock ms of the command being run; 0 while applying records */
+    bool applying;     /* replaying records: no logging, no expiry */
     uint64_t hits, misses;
     int64_t start_wall_ms;
 };

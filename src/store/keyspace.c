@@ -449,8 +449,7 @@ struct kentry *keyspace_find(struct keyspace *ks, struct slice key, int64_t now_
     if (ht_rehashing(&ks->ht))
         ht_rehash(&ks->ht, ks->seed, 1, &ks->mem);
     int tbl;
-    struct kentry **slot =
-        ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
+    struct kentry **slot = ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
     if (slot == NULL)
         return NULL;
     if (keyspace_is_expired(*slot, now_ms)) {
@@ -488,8 +487,7 @@ struct khash *kentry_hash(const struct kentry *e)
 
 /* Puts fresh entry e in place of the one at *slot (same key), freeing the old one; the old
  * entry's hash is freed only when owned_old is true. */
-static void replace_at(struct keyspace *ks, struct kentry **slot, struct kentry *e,
-                       bool owned_old)
+static void replace_at(struct keyspace *ks, struct kentry **slot, struct kentry *e, bool owned_old)
 {
     struct kentry *old = *slot;
     e->next = old->next;
@@ -517,9 +515,9 @@ struct kentry *keyspace_set_str(struct keyspace *ks, struct slice key, struct sl
     int tbl;
     struct kentry **slot = ht_find_slot(&ks->ht, h, key, &tbl);
     if (slot == NULL) {
-        struct kentry *e = ent_new(KEYSPACE_STRING, key, val.p, val.len,
-                                   expire_ms == KEYSPACE_KEEP_TTL ? KEYSPACE_NO_EXPIRE : expire_ms,
-                                   0);
+        struct kentry *e =
+            ent_new(KEYSPACE_STRING, key, val.p, val.len,
+                    expire_ms == KEYSPACE_KEEP_TTL ? KEYSPACE_NO_EXPIRE : expire_ms, 0);
         insert_new(ks, e, h);
         return e;
     }
@@ -547,8 +545,7 @@ struct kentry *keyspace_set_str(struct keyspace *ks, struct slice key, struct sl
 struct kentry *keyspace_append(struct keyspace *ks, struct slice key, struct slice suffix)
 {
     int tbl;
-    struct kentry **slot =
-        ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
+    struct kentry **slot = ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
     TD_ASSERT(slot && kentry_type(*slot) == KEYSPACE_STRING);
     struct kentry *old = *slot;
     size_t vlen = e_vlen(old), nlen = vlen + suffix.len;
@@ -580,8 +577,7 @@ struct kentry *keyspace_append(struct keyspace *ks, struct slice key, struct sli
 bool keyspace_set_expire(struct keyspace *ks, struct slice key, int64_t expire_ms)
 {
     int tbl;
-    struct kentry **slot =
-        ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
+    struct kentry **slot = ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
     if (slot == NULL)
         return false;
     struct kentry *old = *slot;
@@ -622,8 +618,7 @@ int keyspace_del(struct keyspace *ks, struct slice key)
     if (ht_rehashing(&ks->ht))
         ht_rehash(&ks->ht, ks->seed, 1, &ks->mem);
     int tbl;
-    struct kentry **slot =
-        ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
+    struct kentry **slot = ht_find_slot(&ks->ht, hash_key(ks->seed, key.p, key.len), key, &tbl);
     if (slot == NULL)
         return 0;
     unlink_free(ks, &ks->ht, tbl, slot);
@@ -865,7 +860,8 @@ int khash_set(struct keyspace *ks, struct khash *h, struct slice field, struct s
 {
     if (!h->big) {
         ssize_t at = lp_find(h, field);
-        bool fits = field.len <= KEYSPACE_HASH_PACKED_VALUE && val.len <= KEYSPACE_HASH_PACKED_VALUE;
+        bool fits =
+            field.len <= KEYSPACE_HASH_PACKED_VALUE && val.len <= KEYSPACE_HASH_PACKED_VALUE;
         if (at >= 0 && fits) {
             size_t fl = h->lp[at], vl = h->lp[at + 1 + (ssize_t)fl];
             size_t voff = (size_t)at + 2 + fl;
@@ -905,14 +901,12 @@ int khash_set(struct keyspace *ks, struct khash *h, struct slice field, struct s
     if (slot) {
         struct kentry *old = *slot;
         size_t need = ent_size(old->flags, field.len, val.len), have = usable(old);
-        if (((old->flags & F_WIDE) || val.len <= 255) && need <= have &&
-            have <= 2 * need + 64) {
+        if (((old->flags & F_WIDE) || val.len <= 255) && need <= have && have <= 2 * need + 64) {
             memcpy(e_val(old), val.p, val.len);
             e_set_vlen(old, val.len);
             return 0;
         }
-        struct kentry *e =
-            ent_new(KEYSPACE_STRING, field, val.p, val.len, KEYSPACE_NO_EXPIRE, 0);
+        struct kentry *e = ent_new(KEYSPACE_STRING, field, val.p, val.len, KEYSPACE_NO_EXPIRE, 0);
         replace_at(ks, slot, e, true);
         return 0;
     }

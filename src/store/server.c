@@ -188,8 +188,7 @@ static void server_info(void *ud, const char *section, struct buf *o)
         buf_printf(o,
                    "total_connections_received:%" PRIu64 "\r\ntotal_commands_processed:%" PRIu64
                    "\r\ninstantaneous_ops_per_sec:%" PRIu64 "\r\ntotal_net_input_bytes:%" PRIu64
-                   "\r\ntotal_net_output_bytes:%" PRIu64 "\r\nrejected_connections:%" PRIu64
-                   "\r\n",
+                   "\r\ntotal_net_output_bytes:%" PRIu64 "\r\nrejected_connections:%" PRIu64 "\r\n",
                    srv->stat_conns, srv->stat_cmds, ops_per_sec(srv), srv->stat_net_in,
                    srv->stat_net_out, srv->stat_rejected);
     } else if (!strcmp(section, "replication")) {
@@ -214,9 +213,9 @@ struct server *server_new(uv_loop_t *loop, struct db *db, const struct db_config
     srv->next_id = 1;
     srv->lim_auth = (struct resp_limits){cfg->max_bulk, cfg->max_multibulk, INLINE_MAX, false};
     /* Before AUTH, Redis accepts only small commands: a stranger cannot make it buffer much. */
-    srv->lim_unauth = (struct resp_limits){cfg->max_bulk < 16384 ? cfg->max_bulk : 16384,
-                                           cfg->max_multibulk < 10 ? cfg->max_multibulk : 10,
-                                           INLINE_MAX, true};
+    srv->lim_unauth =
+        (struct resp_limits){cfg->max_bulk < 16384 ? cfg->max_bulk : 16384,
+                             cfg->max_multibulk < 10 ? cfg->max_multibulk : 10, INLINE_MAX, true};
     unsigned char rnd[20];
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         memset(rnd, 0x5a, sizeof(rnd));
@@ -393,7 +392,8 @@ static void client_flush(struct client *c)
             }
             c->out_base += n;
             c->srv->stat_net_out += c->wbuf.len - c->wbuf_off;
-            uv_buf_t wb = uv_buf_init(c->wbuf.p + c->wbuf_off, (unsigned)(c->wbuf.len - c->wbuf_off));
+            uv_buf_t wb =
+                uv_buf_init(c->wbuf.p + c->wbuf_off, (unsigned)(c->wbuf.len - c->wbuf_off));
             c->wreq.data = c;
             int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write);
             if (rc < 0) {
@@ -452,8 +452,7 @@ static bool process_input(struct client *c)
         if (c->parser.argc == 0)
             continue;
         uint64_t start = c->out_base + c->out.len;
-        bool wrote =
-            cmd_exec(&srv->env, &c->sess, (int)c->parser.argc, c->parser.argv);
+        bool wrote = cmd_exec(&srv->env, &c->sess, (int)c->parser.argc, c->parser.argv);
         srv->stat_cmds++;
         if (wrote)
             hold_push(c, srv->db->last_lsn, start);
@@ -520,8 +519,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     if (nread < 0) {
         if (nread != UV_EOF)
-            log_debug("client", "read failed", "addr=%s err=%s", c->addr,
-                      uv_strerror((int)nread));
+            log_debug("client", "read failed", "addr=%s err=%s", c->addr, uv_strerror((int)nread));
         /* Replies still owed (held for durability, or not yet written) are delivered first. */
         if (nread == UV_EOF && (c->out.len > 0 || c->writing || c->hold_len > 0)) {
             c->sess.flags |= SESSION_CLOSE_AFTER_REPLY;
@@ -706,7 +704,12 @@ static void on_cron(uv_timer_t *t)
 {
     struct server *srv = t->data;
     active_expire(srv);
-    if (!keyspace_rehash(srv->db->ks, 1000))
+    /* Move rehash buckets for up to 1 ms per tick, so an idle server finishes a resize too. */
+    uint64_t t0 = clock_now_us();
+    bool more = keyspace_rehash(srv->db->ks, 100);
+    while (more && clock_now_us() - t0 < 1000)
+        more = keyspace_rehash(srv->db->ks, 100);
+    if (!more)
         keyspace_maybe_shrink(srv->db->ks);
     idle_timeouts(srv);
     uint64_t now = clock_now_ms();

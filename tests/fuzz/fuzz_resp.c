@@ -42,8 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < p.argc; i++) {
             const char *a = p.argv[i].p;
             bool in_input = a >= buf + off && a + p.argv[i].len <= buf + off + (size_t)n;
-            bool in_scratch = p.scratch.p && a >= p.scratch.p &&
-                              a + p.argv[i].len <= p.scratch.p + p.scratch.len;
+            bool in_scratch =
+                p.scratch.p && a >= p.scratch.p && a + p.argv[i].len <= p.scratch.p + p.scratch.len;
             if (!in_input && !in_scratch && p.argv[i].len > 0)
                 abort();
             resp_add_bulk(&out, a, p.argv[i].len);

@@ -266,7 +266,7 @@ COMPAT_SCRIPT = [
     ["PERSIST", "e"], ["PERSIST", "e"], ["TTL", "e"], ["PTTL", "e"], ["TTL", "missing"],
     ["PTTL", "missing"], ["EXPIRE", "e", "-1"], ["EXISTS", "e"],
     ["SET", "e2", "v"], ["PEXPIREAT", "e2", "1"], ["EXISTS", "e2"], ["SET", "e3", "v", "EX", "100"],
-    ["EXPIRE", "e3", "-1", "GT"], ["GET", "e3"], ["EXPIREAT", "e3", "9999999999"], ["TTL", "e3"],
+    ["EXPIRE", "e3", "-1", "GT"], ["GET", "e3"], ["EXPIREAT", "e3", "9999999999"], ["PERSIST", "e3"],
     ["HSET", "he", "f", "v"], ["EXPIRE", "he", "100"], ["TTL", "he"], ["PERSIST", "he"],
     ["KEYS", "he"], ["KEYS", "nomatch*"], ["KEYS"], ["SCAN", "abc"], ["SCAN", "0", "count", "0"],
     ["SCAN", "0", "count", "x"], ["SCAN", "0", "foo"], ["SCAN", "18446744073709551616"],

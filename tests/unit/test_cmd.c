@@ -29,8 +29,8 @@ static uint64_t fake_append(void *ud, int argc, const struct slice *argv)
 {
     struct fake_wal *w = ud;
     for (int i = 0; i < argc; i++)
-        w->len += (size_t)snprintf(w->log + w->len, sizeof(w->log) - w->len, "%s%.*s",
-                                   i ? " " : "", (int)argv[i].len, argv[i].p);
+        w->len += (size_t)snprintf(w->log + w->len, sizeof(w->log) - w->len, "%s%.*s", i ? " " : "",
+                                   (int)argv[i].len, argv[i].p);
     w->len += (size_t)snprintf(w->log + w->len, sizeof(w->log) - w->len, "\n");
     return ++w->lsn;
 }
@@ -118,27 +118,31 @@ static void test_arity_and_unknown(void **state)
     assert_string_equal(run(f, "GET|a|b"), "-ERR wrong number of arguments for 'get' command\r\n");
     assert_string_equal(run(f, "mset|a|b|c"),
                         "-ERR wrong number of arguments for 'mset' command\r\n");
-    assert_string_equal(run(f, "hset|h|a"), "-ERR wrong number of arguments for 'hset' command\r\n");
+    assert_string_equal(run(f, "hset|h|a"),
+                        "-ERR wrong number of arguments for 'hset' command\r\n");
     assert_string_equal(run(f, "hset|h|a|1|b"),
                         "-ERR wrong number of arguments for 'hset' command\r\n");
-    assert_string_equal(run(f, "client"), "-ERR wrong number of arguments for 'client' command\r\n");
+    assert_string_equal(run(f, "client"),
+                        "-ERR wrong number of arguments for 'client' command\r\n");
     assert_string_equal(run(f, "client|setname"),
                         "-ERR wrong number of arguments for 'client|setname' command\r\n");
     assert_string_equal(run(f, "config|get"),
                         "-ERR wrong number of arguments for 'config|get' command\r\n");
     assert_string_equal(run(f, "command|count|x"),
                         "-ERR wrong number of arguments for 'command|count' command\r\n");
-    assert_string_equal(run(f, "client|foo"), "-ERR unknown subcommand 'foo'. Try CLIENT HELP.\r\n");
+    assert_string_equal(run(f, "client|foo"),
+                        "-ERR unknown subcommand 'foo'. Try CLIENT HELP.\r\n");
     assert_string_equal(run(f, "foo|a|b"),
                         "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n");
-    assert_string_equal(run(f, "FOO"), "-ERR unknown command 'FOO', with args beginning with: \r\n");
+    assert_string_equal(run(f, "FOO"),
+                        "-ERR unknown command 'FOO', with args beginning with: \r\n");
     assert_string_equal(run(f, "foo|a\r\nb"),
                         "-ERR unknown command 'foo', with args beginning with: 'a  b' \r\n");
     /* Arguments are cut once 128 characters of them have been printed. */
     char cmd[600], want[600];
     snprintf(cmd, sizeof(cmd), "x|%0200d|b", 0);
-    snprintf(want, sizeof(want), "-ERR unknown command 'x', with args beginning with: '%0128d' \r\n",
-             0);
+    snprintf(want, sizeof(want),
+             "-ERR unknown command 'x', with args beginning with: '%0128d' \r\n", 0);
     assert_string_equal(run(f, cmd), want);
 }
 
@@ -186,7 +190,8 @@ static void test_integers(void **state)
         run(f, c);
         assert_string_equal(run(f, "incr|s"), "-ERR value is not an integer or out of range\r\n");
     }
-    assert_string_equal(run(f, "hincrby|h|f|x"), "-ERR value is not an integer or out of range\r\n");
+    assert_string_equal(run(f, "hincrby|h|f|x"),
+                        "-ERR value is not an integer or out of range\r\n");
     assert_string_equal(run(f, "hset|h|f|abc"), ":1\r\n");
     assert_string_equal(run(f, "hincrby|h|f|1"), "-ERR hash value is not an integer\r\n");
     assert_string_equal(run(f, "hincrby|h|g|-5"), ":-5\r\n");
@@ -235,7 +240,8 @@ static void test_scan_and_misc(void **state)
     struct fixture *f = *state;
     assert_string_equal(run(f, "scan|abc"), "-ERR invalid cursor\r\n");
     assert_string_equal(run(f, "scan|0|count|0"), "-ERR syntax error\r\n");
-    assert_string_equal(run(f, "scan|0|count|x"), "-ERR value is not an integer or out of range\r\n");
+    assert_string_equal(run(f, "scan|0|count|x"),
+                        "-ERR value is not an integer or out of range\r\n");
     assert_string_equal(run(f, "scan|0|foo"), "-ERR syntax error\r\n");
     assert_string_equal(run(f, "scan|18446744073709551616"), "-ERR invalid cursor\r\n");
     assert_string_equal(run(f, "scan|0"), "*2\r\n$1\r\n0\r\n*0\r\n");
@@ -249,11 +255,13 @@ static void test_scan_and_misc(void **state)
     assert_string_equal(run(f, "flushall|foo"), "-ERR syntax error\r\n");
     assert_string_equal(run(f, "flushall|async"), "+OK\r\n");
     assert_string_equal(run(f, "dbsize"), ":0\r\n");
-    assert_string_equal(run(f, "ping|a|b"), "-ERR wrong number of arguments for 'ping' command\r\n");
+    assert_string_equal(run(f, "ping|a|b"),
+                        "-ERR wrong number of arguments for 'ping' command\r\n");
     assert_string_equal(run(f, "ping"), "+PONG\r\n");
     assert_string_equal(run(f, "role"), "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
-    assert_string_equal(run(f, "client|setname|a b"),
-                        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+    assert_string_equal(
+        run(f, "client|setname|a b"),
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
     assert_string_equal(run(f, "client|setname|me"), "+OK\r\n");
     assert_string_equal(run(f, "client|getname"), "$2\r\nme\r\n");
     assert_string_equal(run(f, "client|id"), ":7\r\n");
@@ -309,16 +317,16 @@ static void test_resolved_records(void **state)
     struct fixture *f = *state;
     db_set_persist(f->db, &fake_ops, &f->wal);
     run(f, "set|a|1");
-    run(f, "set|b|2|ex|10");           /* relative expiry becomes absolute */
-    run(f, "set|b|3|keepttl");         /* keeps the TTL: recorded with KEEPTTL */
-    run(f, "set|a|x|nx");              /* no change: nothing recorded */
-    run(f, "incr|b");                  /* new value, TTL kept */
-    run(f, "incr|c");                  /* new key, no TTL */
-    run(f, "append|a|bc");             /* the whole new value */
-    run(f, "del|a|zz");                /* only keys that existed */
-    run(f, "del|zz");                  /* nothing */
+    run(f, "set|b|2|ex|10");   /* relative expiry becomes absolute */
+    run(f, "set|b|3|keepttl"); /* keeps the TTL: recorded with KEEPTTL */
+    run(f, "set|a|x|nx");      /* no change: nothing recorded */
+    run(f, "incr|b");          /* new value, TTL kept */
+    run(f, "incr|c");          /* new key, no TTL */
+    run(f, "append|a|bc");     /* the whole new value */
+    run(f, "del|a|zz");        /* only keys that existed */
+    run(f, "del|zz");          /* nothing */
     run(f, "expire|c|100");
-    run(f, "pexpire|c|-1");            /* in the past: deleted */
+    run(f, "pexpire|c|-1"); /* in the past: deleted */
     run(f, "mset|m|1|n|2");
     run(f, "hset|h|f|1|g|2");
     run(f, "hincrby|h|f|5");
@@ -328,7 +336,7 @@ static void test_resolved_records(void **state)
     run(f, "getdel|s");
     run(f, "set|t|v|px|5");
     f->db->now_ms += 6;
-    run(f, "get|t");                   /* lazily expired: recorded as DEL */
+    run(f, "get|t"); /* lazily expired: recorded as DEL */
     run(f, "flushdb");
     const char *want = "SET a 1\n"
                        "SET b 2 PXAT 1010000\n"
@@ -399,10 +407,14 @@ static void test_replay_rebuilds(void **state)
 {
     struct fixture *f = *state;
     db_set_persist(f->db, &fake_ops, &f->wal);
-    const char *script[] = {"set|a|1",        "set|b|2|ex|100",  "incr|b",      "append|a|zz",
-                            "hset|h|f|1|g|2", "hincrby|h|f|9",   "hdel|h|g",    "mset|x|1|y|2",
-                            "del|x",          "expire|y|1000",   "set|c|3",     "persist|y",
-                            "hset|big|f|1",   "pexpireat|big|99999999999",      "setnx|s|1"};
+    const char *script[] = {"set|a|1",        "set|b|2|ex|100",
+                            "incr|b",         "append|a|zz",
+                            "hset|h|f|1|g|2", "hincrby|h|f|9",
+                            "hdel|h|g",       "mset|x|1|y|2",
+                            "del|x",          "expire|y|1000",
+                            "set|c|3",        "persist|y",
+                            "hset|big|f|1",   "pexpireat|big|99999999999",
+                            "setnx|s|1"};
     for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++)
         run(f, script[i]);
     f->wal.log[f->wal.len] = '\0';

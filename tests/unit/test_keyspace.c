@@ -153,8 +153,7 @@ static void test_scan_across_resizes(void **state)
             keyspace_set_str(ks, key_n(b, sizeof(b), i), SLICE_LIT("v"), KEYSPACE_NO_EXPIRE);
         if (!grow)
             for (int i = base; i < base + extra; i++)
-                keyspace_set_str(ks, key_n(b, sizeof(b), i), SLICE_LIT("v"),
-                                 KEYSPACE_NO_EXPIRE);
+                keyspace_set_str(ks, key_n(b, sizeof(b), i), SLICE_LIT("v"), KEYSPACE_NO_EXPIRE);
         while (keyspace_rehash(ks, 100))
             ;
         struct seen s = {calloc((size_t)(base + extra), 1), base + extra};
@@ -386,10 +385,14 @@ static void test_glob(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_siphash_vectors),    cmocka_unit_test(test_basic),
-        cmocka_unit_test(test_rehash_insert_delete), cmocka_unit_test(test_scan_across_resizes),
-        cmocka_unit_test(test_expiry_fake_clock),  cmocka_unit_test(test_memory_accounting),
-        cmocka_unit_test(test_hashes),             cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_siphash_vectors),
+        cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_rehash_insert_delete),
+        cmocka_unit_test(test_scan_across_resizes),
+        cmocka_unit_test(test_expiry_fake_clock),
+        cmocka_unit_test(test_memory_accounting),
+        cmocka_unit_test(test_hashes),
+        cmocka_unit_test(test_glob),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,8 +126,7 @@ static void test_inline(void **state)
     const char *bad[] = {"set a \"b\r\n", "set a \"b\"c\r\n", "set a 'b\r\n", "set a 'b'c\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(resp_parse(&p, bad[i], strlen(bad[i])), TD_EPROTO_RESP);
-        assert_string_equal(resp_parser_error(&p),
-                            "Protocol error: unbalanced quotes in request");
+        assert_string_equal(resp_parser_error(&p), "Protocol error: unbalanced quotes in request");
     }
     resp_parser_free(&p);
 }
@@ -221,10 +220,10 @@ static void test_writer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_multibulk),       cmocka_unit_test(test_split_reads_moving_buffer),
-        cmocka_unit_test(test_need_hint),       cmocka_unit_test(test_empty_commands),
-        cmocka_unit_test(test_inline),          cmocka_unit_test(test_errors_and_limits),
-        cmocka_unit_test(test_parse_int),       cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_multibulk), cmocka_unit_test(test_split_reads_moving_buffer),
+        cmocka_unit_test(test_need_hint), cmocka_unit_test(test_empty_commands),
+        cmocka_unit_test(test_inline),    cmocka_unit_test(test_errors_and_limits),
+        cmocka_unit_test(test_parse_int), cmocka_unit_test(test_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
