@@ -147,6 +147,12 @@ int cmd_db_main(int argc, char **argv)
         cfg_free(db_table, &cfg);
         return 2;
     }
+    if (cfg.query_buffer < cfg.max_bulk) {
+        fprintf(stderr, "tandem db: --query-buffer must be at least --max-bulk, or arguments "
+                        "that --max-bulk allows would be refused\n");
+        cfg_free(db_table, &cfg);
+        return 2;
+    }
     if (cfg.dir == NULL || cfg.dir[0] == '\0') {
         fprintf(stderr, "tandem db: --dir is required (see --help)\n");
         cfg_free(db_table, &cfg);

@@ -37,6 +37,7 @@ def test_help_says_persistence_not_wired():
     (["--dir", "{tmp}", "--fsync", "sometimes"], "'sometimes' is not one of always|everysec|no"),
     (["--dir", "{tmp}", "--max-clients", "0"], "out of range"),
     (["--dir", "{tmp}", "--listen", "nohost:"], "listen"),
+    (["--dir", "{tmp}", "--query-buffer", "1mb", "--max-bulk", "2mb"], "at least --max-bulk"),
 ])
 def test_bad_flags_are_usage_errors(tmp_path, args, why):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
