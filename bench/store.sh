@@ -2,9 +2,10 @@
 # bench/store.sh -- tandem db against redis-server, side by side, with redis-benchmark.
 #
 # For every persistence setting in --fsync and every run, both servers are started fresh on free
-# loopback ports with the same setting, then redis-benchmark runs each pipeline depth against one
-# and then the other (the order alternates between runs, so neither always goes first on a warm
-# machine). Prints medians over the runs and the tandem/redis ratio as a markdown table.
+# loopback ports with the same setting, then each test at each pipeline depth runs against one
+# server and immediately after against the other (which one goes first alternates), so a load
+# swing on a shared machine hits both sides of a pair. Prints every raw result as a comment, then
+# medians over the runs and the tandem/redis ratio as a markdown table.
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
@@ -93,9 +94,9 @@ stop_server() {
     wait "$1" 2>/dev/null || true
 }
 
-# bench PORT PIPELINE -> lines "TEST RPS"
+# bench PORT PIPELINE TEST -> line "TEST RPS"
 bench() {
-    redis-benchmark -p "$1" -t "$tests" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
+    redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
         tr '\r' '\n' | grep "requests per second" |
         sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/'
 }
@@ -119,14 +120,21 @@ for fsync in "${fsync_list[@]}"; do
     for run in $(seq 1 "$runs"); do
         read -r tport tpid < <(start_server tandem "$fsync")
         read -r rport rpid < <(start_server redis "$fsync")
-        order=(tandem redis)
-        (( run % 2 == 0 )) && order=(redis tandem)
+        i=0
         for p in "${pipe_list[@]}"; do
-            for kind in "${order[@]}"; do
-                port=$tport
-                [[ $kind == redis ]] && port=$rport
-                bench "$port" "$p" | while read -r t rps; do
-                    echo "$fsync $p $t $kind $rps" >>"$results"
+            for t in ${tests//,/ }; do
+                # each test runs on both servers back to back, the first one alternating, so a
+                # load swing on the machine hits both sides of a pair alike
+                order=(tandem redis)
+                (( (run + i) % 2 == 0 )) && order=(redis tandem)
+                i=$((i + 1))
+                for kind in "${order[@]}"; do
+                    port=$tport
+                    [[ $kind == redis ]] && port=$rport
+                    bench "$port" "$p" "$t" | while read -r tn rps; do
+                        echo "$fsync $p $tn $kind $rps" >>"$results"
+                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps"
+                    done
                 done
             done
         done
