@@ -44,6 +44,7 @@
 #define CRON_MS 100
 #define EXPIRE_BUDGET_US 25000 /* at most a quarter of each cron period on expiry */
 #define OPS_SAMPLES 16
+#define IDLE_BUFFERS_MS 1000 /* quiet clients lose their empty buffers after this */
 
 struct hold {
     uint64_t lsn;
@@ -684,6 +685,27 @@ static void active_expire(struct server *srv)
     }
 }
 
+/* Frees the empty buffers of clients that have been quiet for a while, so that many idle
+ * connections cost a few hundred bytes each rather than a read buffer each. The client list is
+ * ordered by last activity, so the walk stops at the first recently active client. */
+static void release_idle_buffers(struct server *srv)
+{
+    uint64_t now = clock_now_ms();
+    struct list *pos;
+    list_for_each(pos, &srv->clients)
+    {
+        struct client *c = container_of(pos, struct client, link);
+        if (now - c->last_ms < IDLE_BUFFERS_MS)
+            break;
+        if (c->in.len == 0 && c->in.cap > 0)
+            buf_free(&c->in);
+        if (c->out.len == 0 && c->out.cap > 0 && !c->writing)
+            buf_free(&c->out);
+        if (c->wbuf.len == 0 && c->wbuf.cap > 0 && !c->writing)
+            buf_free(&c->wbuf);
+    }
+}
+
 static void idle_timeouts(struct server *srv)
 {
     uint64_t timeout = srv->cfg->idle_timeout_ms;
@@ -712,6 +734,7 @@ static void on_cron(uv_timer_t *t)
     if (!more)
         keyspace_maybe_shrink(srv->db->ks);
     idle_timeouts(srv);
+    release_idle_buffers(srv);
     uint64_t now = clock_now_ms();
     if (srv->ops_last_ms && now > srv->ops_last_ms) {
         srv->ops_samples[srv->ops_idx++ % OPS_SAMPLES] =
