@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 
 #include <uv.h>
 
+#include "base/alloc.h"
 #include "base/cfg.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -131,11 +133,22 @@ int cmd_db_main(int argc, char **argv)
         "[limits]",
         about,
         db_table,
-        NULL,
+        "  --dump-config                print the effective configuration and exit\n",
         NULL,
         NULL,
     };
-    int rc = cli_parse(argc, argv, &spec, &cfg, NULL, 0);
+    /* --dump-config takes no value: take it out before the table-driven parse. */
+    bool dump = false;
+    char **args = xcalloc((size_t)argc + 1, sizeof(*args));
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--dump-config") == 0)
+            dump = true;
+        else
+            args[nargs++] = argv[i];
+    }
+    int rc = cli_parse(nargs, args, &spec, &cfg, NULL, 0);
+    free(args); /* the table copied every value it kept */
     if (rc < 0) {
         cfg_free(db_table, &cfg);
         return rc == -1 ? 0 : 2;
@@ -162,6 +175,14 @@ int cmd_db_main(int argc, char **argv)
         fprintf(stderr, "tandem db: %s\n", err);
         cfg_free(db_table, &cfg);
         return 2;
+    }
+    if (dump) {
+        char *pw = cfg.requirepass;
+        cfg.requirepass = pw ? "(set)" : NULL;
+        cfg_dump(db_table, &cfg, stdout);
+        cfg.requirepass = pw;
+        cfg_free(db_table, &cfg);
+        return 0;
     }
     log_init("db", NULL);
     log_set_level(level);

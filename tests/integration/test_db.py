@@ -31,6 +31,17 @@ def test_help_says_persistence_not_wired():
     assert "PERSISTENCE IS NOT YET WIRED" in r.stdout
 
 
+def test_dump_config(tmp_path):
+    r = subprocess.run([TANDEM, "db", "--dump-config", "--dir", str(tmp_path), "--requirepass",
+                        "hush", "--max-clients", "7", "--idle-timeout", "2s"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "max-clients = 7" in lines and "idle-timeout = 2000ms" in lines
+    assert "listen = 127.0.0.1:6379" in lines and "fsync = everysec" in lines
+    assert "requirepass = (set)" in lines and "hush" not in r.stdout
+
+
 @pytest.mark.parametrize("args,why", [
     ([], "--dir is required"),
     (["--dir", "/dev/null"], "not a directory"),
