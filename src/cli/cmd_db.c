@@ -186,7 +186,6 @@ int cmd_db_main(int argc, char **argv)
     }
     log_init("db", NULL);
     log_set_level(level);
-    signal(SIGPIPE, SIG_IGN);
 
     uint8_t seed[16];
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
