@@ -3,13 +3,19 @@
  * resolved record, and describing the dataset as records for a snapshot. */
 #include "store/persist.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "base/alloc.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "proto/resp.h"
 #include "store/cmd.h"
 #include "store/keyspace.h"
+#include "store/snapshot.h"
 
 #define HSET_BATCH 512
 
@@ -75,4 +81,96 @@ int persist_foreach_record(struct db *db, int64_t now_ms, persist_record_fn fn, 
     int rc = keyspace_foreach(db->ks, emit_key, &x);
     free(x.argv);
     return rc;
+}
+
+int persist_wal_apply(void *ud, uint64_t lsn, uint64_t term, size_t argc, const struct slice *argv)
+{
+    struct db *db = ud;
+    if (argc == 0)
+        return 0;
+    char err[256];
+    if (argc > INT_MAX || persist_apply(db, (int)argc, argv, err, sizeof(err)) != 0) {
+        log_error("persist", "log record does not apply",
+                  "lsn=%" PRIu64 " term=%" PRIu64 " cmd=%.*s err=\"%s\"", lsn, term,
+                  (int)(argv[0].len < 32 ? argv[0].len : 32), argv[0].p,
+                  argc > INT_MAX ? "too many arguments" : err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int persist_snapshot_load(void *ud, const struct snapshot_item *it)
+{
+    struct db *db = ud;
+    int64_t exp = it->expire_ms ? (int64_t)it->expire_ms : KEYSPACE_NO_EXPIRE;
+    if (it->expire_ms > INT64_MAX)
+        return TD_ECORRUPT;
+    switch (it->type) {
+    case SNAPSHOT_TYPE_STRING:
+        if (it->nvals != 1)
+            return TD_ECORRUPT;
+        keyspace_set_str(db->ks, it->key, it->vals[0], exp);
+        break;
+    case SNAPSHOT_TYPE_HASH: {
+        if (it->nvals == 0 || it->nvals % 2 != 0)
+            return TD_ECORRUPT;
+        keyspace_del(db->ks, it->key);
+        struct khash *h = kentry_hash(keyspace_add_hash(db->ks, it->key));
+        for (size_t i = 0; i < it->nvals; i += 2)
+            khash_set(db->ks, h, it->vals[i], it->vals[i + 1]);
+        if (exp >= 0)
+            keyspace_set_expire(db->ks, it->key, exp);
+        break;
+    }
+    case SNAPSHOT_TYPE_ARGV: {
+        char err[256];
+        if (it->nvals == 0 || it->nvals > INT_MAX ||
+            persist_apply(db, (int)it->nvals, it->vals, err, sizeof(err)) != 0)
+            return TD_ECORRUPT;
+        return 0;
+    }
+    default:
+        return TD_ECORRUPT;
+    }
+    db_touch(db);
+    return 0;
+}
+
+struct snap_ctx {
+    struct snapshot_writer *sw;
+    int rc;
+};
+
+static void snap_field(void *ud, struct slice f, struct slice v)
+{
+    struct snap_ctx *x = ud;
+    if (x->rc == 0)
+        x->rc = snapshot_item_val(x->sw, f);
+    if (x->rc == 0)
+        x->rc = snapshot_item_val(x->sw, v);
+}
+
+static int snap_key(void *ud, const struct kentry *e)
+{
+    struct snap_ctx *x = ud;
+    int64_t exp = kentry_expire(e);
+    uint64_t ms = exp >= 0 ? (uint64_t)exp : 0;
+    if (kentry_type(e) == KEYSPACE_STRING) {
+        struct slice v = kentry_str(e);
+        x->rc = snapshot_put(x->sw, SNAPSHOT_TYPE_STRING, ms, kentry_key(e), 1, &v);
+        return x->rc;
+    }
+    const struct khash *h = kentry_hash(e);
+    x->rc = snapshot_item_begin(x->sw, SNAPSHOT_TYPE_HASH, ms, kentry_key(e), 2 * khash_len(h));
+    if (x->rc == 0)
+        khash_foreach(h, snap_field, x);
+    return x->rc;
+}
+
+int persist_snapshot_iterate(void *ud, struct snapshot_writer *sw)
+{
+    struct db *db = ud;
+    struct snap_ctx x = {sw, 0};
+    keyspace_foreach(db->ks, snap_key, &x);
+    return x.rc;
 }

@@ -85,6 +85,25 @@ typedef int (*persist_record_fn)(void *ud, int argc, const struct slice *argv);
  * thread, or in a forked child). Returns 0, or the first non-zero value fn returned. */
 int persist_foreach_record(struct db *db, int64_t now_ms, persist_record_fn fn, void *ud);
 
+/* --- Bridges with the signatures of store/wal.h and store/snapshot.h callbacks, so that the
+ * write-ahead log can recover into and snapshot a db directly (ud is the struct db *). --- */
+
+struct snapshot_writer;
+struct snapshot_item;
+
+/* wal_apply_fn: applies one logged record (argc 0 is a no-op record, accepted). On a record
+ * that does not apply, logs the reason with its lsn and returns -EINVAL (recovery stops). */
+int persist_wal_apply(void *db, uint64_t lsn, uint64_t term, size_t argc, const struct slice *argv);
+/* snapshot_load_fn: loads one snapshot item: SNAPSHOT_TYPE_STRING (one value),
+ * SNAPSHOT_TYPE_HASH (field, value pairs) or SNAPSHOT_TYPE_ARGV (a record, applied);
+ * expire_ms 0 means none. Returns 0, or TD_ECORRUPT for an item of another shape. */
+int persist_snapshot_load(void *db, const struct snapshot_item *it);
+/* wal_iterate_fn: writes every key, expired or not (replay never expires keys, so the snapshot
+ * is the exact state at its lsn), as STRING or HASH items. Must not run concurrently with
+ * changes to the keyspace (fork()ed child, or the loop thread). Returns 0 or the writer's
+ * first error. */
+int persist_snapshot_iterate(void *db, struct snapshot_writer *sw);
+
 /* Low-level iteration, for a layer that encodes entries itself: see keyspace_foreach(),
  * kentry_type(), kentry_key(), kentry_str(), kentry_expire(), kentry_hash() and
  * khash_foreach() in store/keyspace.h, reached through db->ks. */
