@@ -36,7 +36,19 @@
  * for fsync=always, after fdatasync returns (off the loop thread, reported back via libuv).
  * With no persistence installed (ops NULL) nothing is held.
  *
- * Threading: every callback is called on the loop thread; none may block for I/O except save. */
+ * Threading: every callback is called on the loop thread; none may block for I/O except save.
+ *
+ * Wiring with store/wal.h (what cli/cmd_db.c needs; tests/unit/test_persist.c does it for a
+ * synchronous log): wal_open(dir, {fsync, on_durable}, loop); wal_recover(w,
+ * persist_snapshot_load, persist_wal_apply, db) before the server starts; then persist_ops with
+ * append -> wal_append(w, term, ...), flush -> wal_commit(w), save -> wal_snapshot_save(w,
+ * persist_snapshot_iterate, db), info -> wal_get_stats; bind keeps the durable callback that
+ * wal's on_durable forwards to. Periodically (server cron) wal_snapshot_due() ->
+ * wal_snapshot_start(w, persist_snapshot_iterate, db, ...). On shutdown, after server_close:
+ * wal_close. Which LSN releases replies is the layer's choice: for fsync=always the fdatasynced
+ * one; for everysec/no, releasing right after flush matches Redis's replies but not the promise
+ * "nothing acknowledged is lost on kill -9" unless it waits for the write(2) to have happened
+ * (wal's written LSN, which today has no callback). */
 #ifndef TD_STORE_PERSIST_H
 #define TD_STORE_PERSIST_H
 
