@@ -54,9 +54,10 @@ static const char about[] =
     "The stateful tier: a Redis-protocol (RESP2) key-value server. Strings and hashes with\n"
     "expiry; redis-cli, redis-benchmark and redis-py work unmodified.\n"
     "\n"
-    "PERSISTENCE IS NOT YET WIRED: the write-ahead log and snapshots are being built. --dir and\n"
-    "--fsync are accepted and validated, but this build keeps all data in memory only; it is\n"
-    "lost when the process stops, and SAVE replies with an error.";
+    "PERSISTENCE IS NOT YET WIRED: the write-ahead log and snapshots exist (docs/wal.md) but\n"
+    "tandem db does not use them yet. --dir and --fsync are accepted and validated, but this\n"
+    "build keeps all data in memory only; it is lost when the process stops, and SAVE replies\n"
+    "with an error.";
 
 struct db_main {
     uv_loop_t loop;
