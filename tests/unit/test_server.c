@@ -239,6 +239,20 @@ static void test_group_commit_and_partial_release(void **state)
     e.fake.durable(e.fake.ctx, 2);
     spin(&e);
     assert_string_equal(drain(a), "");
+    /* INCR on an expired key logs DEL then SET: the reply waits for the later LSN. */
+    send_str(a, "SET t 5 PX 1\r\n");
+    wait_appends(&e, 6);
+    e.fake.durable(e.fake.ctx, 6);
+    expect(&e, a, "+OK\r\n");
+    usleep(5000); /* let the 1 ms TTL pass on the wall clock */
+    send_str(a, "INCR t\r\n");
+    wait_appends(&e, 8);
+    assert_string_equal(e.fake.last, "SET t 1");
+    e.fake.durable(e.fake.ctx, 7);
+    spin(&e);
+    assert_string_equal(drain(a), "");
+    e.fake.durable(e.fake.ctx, 8);
+    expect(&e, a, ":1\r\n");
     close(a);
     close(b);
     teardown_env(&e);
