@@ -5,7 +5,8 @@
 # loopback ports with the same setting, then each test at each pipeline depth runs against one
 # server and immediately after against the other (which one goes first alternates), so a load
 # swing on a shared machine hits both sides of a pair. Prints every raw result as a comment, then
-# medians over the runs and the tandem/redis ratio as a markdown table.
+# a markdown table: medians over the runs, their ratio, and the median of the per-run ratios
+# ("paired", the fairer figure when the machine's load changes during the benchmark).
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
@@ -132,7 +133,7 @@ for fsync in "${fsync_list[@]}"; do
                     port=$tport
                     [[ $kind == redis ]] && port=$rport
                     bench "$port" "$p" "$t" | while read -r tn rps; do
-                        echo "$fsync $p $tn $kind $rps" >>"$results"
+                        echo "$fsync $p $tn $kind $rps $run" >>"$results"
                         echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps"
                     done
                 done
@@ -146,8 +147,8 @@ done
 
 if [[ -s $results ]]; then
     echo
-    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis |"
-    echo "|---|---|---|---|---|---|"
+    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |"
+    echo "|---|---|---|---|---|---|---|"
     for fsync in "${fsync_list[@]}"; do
         for p in "${pipe_list[@]}"; do
             for t in $(echo "$tests" | tr a-z A-Z | tr , ' '); do
@@ -155,7 +156,12 @@ if [[ -s $results ]]; then
                 rm_=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $5}' "$results" | median)
                 [[ $tm == 0 && $rm_ == 0 ]] && continue
                 ratio=$(awk -v a="$tm" -v b="$rm_" 'BEGIN {printf (b > 0 ? "%.2f" : "-"), a / b}')
-                printf "| %s | %s | %s | %.0f | %.0f | %s |\n" "$fsync" "$t" "$p" "$tm" "$rm_" "$ratio"
+                # median over runs of tandem/redis measured back to back in the same run
+                paired=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t {v[$6, $4]=$5; r[$6]=1}
+                         END {for (k in r) if (v[k, "redis"] > 0) print v[k, "tandem"] / v[k, "redis"]}' \
+                         "$results" | median)
+                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f |\n" "$fsync" "$t" "$p" "$tm" "$rm_" \
+                    "$ratio" "$paired"
             done
         done
     done
