@@ -4,7 +4,7 @@
  * word, the length in the top byte of the last word, then d rounds and a xor-fold. */
 #include "base/siphash.h"
 
-#include <string.h>
+#include "base/endian.h"
 
 static inline uint64_t rotl(uint64_t x, int b)
 {
@@ -13,12 +13,7 @@ static inline uint64_t rotl(uint64_t x, int b)
 
 static inline uint64_t load_le64(const unsigned char *p)
 {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
+    return le_get64((const char *)p);
 }
 
 #define SIP_ROUND(v0, v1, v2, v3)                                                                  \
