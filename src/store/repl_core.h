@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/* store/repl_core.h -- the decisions of replication, pure (no I/O, no clock, no logging):
+ * where a (re)joining replica's log meets the primary's, up to which lsn writes may be
+ * acknowledged in sync mode, and what a node does when it meets another term. The libuv
+ * shells (repl_primary.c, repl_replica.c) feed these functions and carry out their answers.
+ * docs/replication.md explains the rules. */
+#ifndef TD_STORE_REPL_CORE_H
+#define TD_STORE_REPL_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/replmsg.h"
+
+/* Term of the record at lsn, for base_lsn <= lsn <= last_lsn of the view (at base_lsn: the
+ * snapshot's term; lsn 0 has term 0). Returns 0 and sets *term, or a negative code. */
+typedef int (*repl_term_at_fn)(void *ud, uint64_t lsn, uint64_t *term);
+
+/* The primary's log as the matcher sees it. Terms never decrease along the log. */
+struct repl_log_view {
+    uint64_t term;     /* the primary's current term */
+    uint64_t base_lsn; /* records <= base_lsn exist only in the snapshot */
+    uint64_t last_lsn; /* last record in the log (>= base_lsn) */
+    repl_term_at_fn term_at;
+    void *ud;
+};
+
+enum repl_match_kind {
+    REPL_MATCH_CONTINUE = 0, /* stream records lsn+1... */
+    REPL_MATCH_TRUNCATE,     /* the replica discards records > lsn, then stream lsn+1... */
+    REPL_MATCH_FULL,         /* send the snapshot at base_lsn (lsn), then stream lsn+1... */
+    REPL_MATCH_REFUSE,       /* the replica's term is higher than the primary's */
+};
+
+struct repl_match {
+    enum repl_match_kind kind;
+    uint64_t lsn;
+    const char *cause; /* static text saying why (for logs and INFO) */
+};
+
+/* Decides how a replica that sent hello h joins the primary whose log is v. The result
+ * always leaves the replica with a prefix of the primary's log: CONTINUE/TRUNCATE keep the
+ * longest common prefix the hello can prove, FULL when that prefix is older than base_lsn or
+ * cannot be proven. Returns 0, or the term_at callback's negative code. */
+int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h,
+                    struct repl_match *out);
+
+/* One replica as the sync-commit rule sees it. */
+struct repl_replica_ack {
+    uint64_t acked_lsn; /* highest lsn the replica reported durable */
+    bool in_sync;       /* streaming live (the shell's judgement) */
+};
+
+struct repl_commit_in {
+    unsigned required;      /* --sync-replicas N; 0 = asynchronous */
+    bool strict;            /* --sync-strict */
+    uint64_t local_lsn;     /* durable on the primary itself */
+    uint64_t prev_commit;   /* the commit lsn computed last time (never goes back) */
+    bool unsynced_recorded; /* "no replica is in sync" is recorded (and said loudly) */
+    size_t nreplicas;
+    const struct repl_replica_ack *replicas;
+};
+
+struct repl_commit {
+    uint64_t commit_lsn;  /* writes with lsn <= commit_lsn may be acknowledged */
+    unsigned in_sync;     /* replicas in sync */
+    bool degraded;        /* fewer than required in sync (sync mode only) */
+    bool blocked;         /* degraded and strict: writes wait (the shell errors on timeout) */
+    bool record_unsynced; /* record "no replica in sync" before acknowledging more */
+    bool clear_unsynced;  /* replicas hold every acknowledged write again: clear the record */
+};
+
+/* Computes the sync-commit lsn and the degraded-mode actions from in. Pure; never fails. */
+void repl_core_commit(const struct repl_commit_in *in, struct repl_commit *out);
+
+enum repl_term_action {
+    REPL_TERM_OK = 0,    /* same term: go on */
+    REPL_TERM_ADOPT,     /* a replica moves to the higher term new_term */
+    REPL_TERM_REJECT,    /* a stream from a lower term: refuse it, disconnect */
+    REPL_TERM_STEP_DOWN, /* a primary saw a higher term: stop accepting writes at once */
+};
+
+struct repl_term_verdict {
+    enum repl_term_action action;
+    uint64_t new_term; /* the term to hold afterwards */
+    char cause[160];   /* "" for OK */
+};
+
+/* A replica receives a stream (answer, heartbeat, records) from a primary in stream_term. */
+void repl_core_stream_term(uint64_t my_term, uint64_t stream_term, struct repl_term_verdict *out);
+/* A node learns of term seen from source (a replica's hello, a peer, the coordinator; a
+ * short static name, may be NULL). A primary steps down on a higher term; a replica adopts. */
+void repl_core_observe_term(bool is_primary, uint64_t my_term, uint64_t seen, const char *source,
+                            struct repl_term_verdict *out);
+
+#endif
