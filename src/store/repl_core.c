@@ -109,6 +109,47 @@ int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h
     return 0;
 }
 
+int repl_core_term_history(repl_term_at_fn term_at, void *ud, uint64_t base_lsn, uint64_t last_lsn,
+                           struct replmsg_hello *h)
+{
+    uint64_t t;
+    int rc = term_at(ud, last_lsn, &t);
+    if (rc != 0)
+        return rc;
+    h->last_lsn = last_lsn;
+    h->last_term = t;
+    h->base_lsn = base_lsn;
+    h->nterms = 0;
+    uint64_t lo_bound = base_lsn ? base_lsn : 1, hi = last_lsn;
+    struct replmsg_term_start rev[REPLMSG_MAX_TERMS];
+    size_t n = 0;
+    while (hi >= lo_bound && n < REPLMSG_MAX_TERMS) {
+        rc = term_at(ud, hi, &t);
+        if (rc != 0)
+            return rc;
+        if (t == 0)
+            break;
+        /* First lsn in [lo_bound, hi] whose term is t (terms below it are lower). */
+        uint64_t lo = lo_bound, top = hi;
+        while (lo < top) {
+            uint64_t mid = lo + (top - lo) / 2, mt;
+            rc = term_at(ud, mid, &mt);
+            if (rc != 0)
+                return rc;
+            if (mt >= t)
+                top = mid;
+            else
+                lo = mid + 1;
+        }
+        rev[n++] = (struct replmsg_term_start){t, lo};
+        hi = lo - 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        h->terms[i] = rev[n - 1 - i];
+    h->nterms = n;
+    return 0;
+}
+
 void repl_core_commit(const struct repl_commit_in *in, struct repl_commit *out)
 {
     memset(out, 0, sizeof(*out));

@@ -46,6 +46,14 @@ struct repl_match {
 int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h,
                     struct repl_match *out);
 
+/* Fills h->terms/nterms with the term history of a log whose records base_lsn..last_lsn have
+ * terms given by term_at (never decreasing): the newest REPLMSG_MAX_TERMS terms, each with the
+ * first lsn carrying it (base_lsn, or 1, for the oldest one when the log starts inside it).
+ * Term-0 records are not listed. Also sets last_lsn, last_term and base_lsn. O(terms * log n)
+ * term_at calls. Returns 0 or term_at's negative code. */
+int repl_core_term_history(repl_term_at_fn term_at, void *ud, uint64_t base_lsn, uint64_t last_lsn,
+                           struct replmsg_hello *h);
+
 /* One replica as the sync-commit rule sees it. */
 struct repl_replica_ack {
     uint64_t acked_lsn; /* highest lsn the replica reported durable */

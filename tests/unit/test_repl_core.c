@@ -368,6 +368,47 @@ static void test_match_long_history(void **state)
     assert_int_equal(m.kind, REPL_MATCH_FULL);
 }
 
+/* The binary-search history equals the linear one used by the simulation. */
+static void test_term_history(void **state)
+{
+    (void)state;
+    static struct tlog l;
+    for (int it = 0; it < 2000; it++) {
+        memset(&l, 0, sizeof(l));
+        uint64_t n = rnd(200), t = rnd(3);
+        for (uint64_t lsn = 1; lsn <= n; lsn++) {
+            if (rnd(4) == 0)
+                t += 1 + rnd(3);
+            l.term[lsn] = t;
+            l.id[lsn] = lsn;
+        }
+        l.len = n;
+        l.base = rnd(n + 1);
+        struct replmsg_hello want, got;
+        hello_of(&l, &want);
+        while (want.nterms > 0 && want.terms[0].term == 0) { /* term-0 records are not listed */
+            memmove(want.terms, want.terms + 1, (want.nterms - 1) * sizeof(want.terms[0]));
+            want.nterms--;
+        }
+        memset(&got, 0, sizeof(got));
+        assert_int_equal(repl_core_term_history(tlog_term_at, &l, l.base, l.len, &got), 0);
+        assert_int_equal(got.last_lsn, want.last_lsn);
+        assert_int_equal(got.last_term, want.last_term);
+        assert_int_equal(got.base_lsn, l.base);
+        assert_int_equal(got.nterms, want.nterms);
+        assert_memory_equal(got.terms, want.terms, got.nterms * sizeof(got.terms[0]));
+        /* And it is a valid hello. */
+        got.node = SLICE_LIT("n");
+        struct buf b;
+        buf_init(&b);
+        replmsg_hello_encode(&b, &got);
+        buf_free(&b);
+    }
+    /* Lookup errors are passed through. */
+    struct replmsg_hello h;
+    assert_int_equal(repl_core_term_history(failing_term_at, NULL, 0, 5, &h), -EIO);
+}
+
 /* --- sync commit --- */
 
 static struct repl_commit commit(unsigned req, bool strict, uint64_t local, uint64_t prev,
@@ -514,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_match_lookup_error),
         cmocka_unit_test(test_match_random_histories),
         cmocka_unit_test(test_match_long_history),
+        cmocka_unit_test(test_term_history),
         cmocka_unit_test(test_commit),
         cmocka_unit_test(test_commit_random),
         cmocka_unit_test(test_terms),
