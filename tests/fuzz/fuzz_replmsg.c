@@ -2,7 +2,9 @@
 /* libFuzzer target: the replication messages on arbitrary bytes. The first byte picks what
  * the rest is: a primary's stream (answer line, then frames), or replica commands (RESP,
  * checked as REPLSYNC/REPLACK). Whatever parses must re-encode to exactly the bytes it was
- * parsed from (one spelling per message), and parsers never read past their input. */
+ * parsed from (one spelling per message), and parsers never read past their input. The stream
+ * also goes through the replica's link state machine (store/repl_link) with accepting ops, fed
+ * in two pieces: it must never consume more than it was given, and once failed stays failed. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "base/err.h"
 #include "proto/replmsg.h"
 #include "proto/resp.h"
+#include "store/repl_link.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -68,6 +71,67 @@ static void fuzz_stream(const char *p, size_t n)
     buf_free(&b);
 }
 
+static int nop_term(void *ud, uint64_t term, const char *cause)
+{
+    (void)ud;
+    (void)term;
+    if (cause == NULL)
+        abort();
+    return 0;
+}
+
+static int nop_lsn(void *ud, uint64_t lsn)
+{
+    (void)ud;
+    (void)lsn;
+    return 0;
+}
+
+static int nop_snap(void *ud, uint64_t lsn, uint64_t term)
+{
+    (void)ud;
+    (void)lsn;
+    (void)term;
+    return 0;
+}
+
+static int nop_chunk(void *ud, const char *p, size_t n)
+{
+    (void)ud;
+    (void)p;
+    (void)n;
+    return 0;
+}
+
+static int check_records(void *ud, const struct replmsg_frame *f)
+{
+    const struct repl_link *l = ud;
+    if (f->first_lsn != l->next_lsn || f->last_term > l->term)
+        abort(); /* the link must have checked both before applying */
+    return 0;
+}
+
+static void fuzz_link(const char *p, size_t n)
+{
+    static const struct repl_link_ops ops = {nop_term, nop_lsn,       nop_snap, nop_chunk,
+                                             nop_snap, check_records, NULL};
+    struct repl_link l;
+    uint64_t last = n ? (unsigned char)p[0] : 0;
+    repl_link_init(&l, 2, last, &ops, &l);
+    size_t cut = n / 2, off = 0;
+    ssize_t r = repl_link_feed(&l, p, cut);
+    if (r >= 0) {
+        if ((size_t)r > cut)
+            abort();
+        off = (size_t)r;
+        r = repl_link_feed(&l, p + off, n - off);
+        if (r >= 0 && (size_t)r > n - off)
+            abort();
+    }
+    if (r < 0 && (l.state != REPL_LINK_FAILED || l.err[0] == '\0' || repl_link_feed(&l, p, n) >= 0))
+        abort();
+}
+
 static void fuzz_commands(const char *p, size_t n)
 {
     struct resp_limits lim = {1u << 16, 256, 4096, false};
@@ -119,7 +183,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data + 1;
     if (data[0] & 1)
         fuzz_commands(p, size - 1);
-    else
+    else {
         fuzz_stream(p, size - 1);
+        fuzz_link(p, size - 1);
+    }
     return 0;
 }
