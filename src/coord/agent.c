@@ -83,6 +83,8 @@ struct agent {
     uint64_t my_term;       /* term of the key we hold (leader-elect or primary) */
     uint64_t released_term; /* we stepped down from this term: never act in it again */
 
+    /* Our lease; lease_until = lease_sent (send time of the last confirmed renewal) + TTL - margin.
+     */
     uint64_t lease, lease_ttl, lease_until, lease_sent, next_renew, next_grant;
     bool grant_pending;
     uint64_t hold_rev, hold_lease; /* our leader key: its revision and lease */
@@ -91,7 +93,8 @@ struct agent {
     char follow[NM], follow_addr[NM];
     uint64_t follow_term;
 
-    struct cluster_view view;
+    struct cluster_view
+        view; /* the last READ; max_rev: newest revision seen, older READs ignored */
     bool read_pending, read_now, dcs_down, publish_pending, acquire_pending, acquire_own;
     uint64_t max_rev, next_read, next_publish, acquire_term, published_lease;
     struct cluster_names acquire_fs;
@@ -104,6 +107,9 @@ struct agent {
 
     struct syncset sync; /* sync mode's wait set and recorded set, while we hold the key */
 
+    /* Failsafe. fs_rec: the set recorded for our term; fs_need: it plus any proposal that may yet
+     * land (who must confirm a round); fs_until: end of the permission confirmations gave us.
+     * promise_until: replica side, we promised a primary not to take over before then. */
     struct cluster_names fs_rec, fs_need, fs_prop;
     uint64_t fs_rev, fs_until, next_ping, round_seq, promise_until;
     bool fs_pending, fs_known;
@@ -804,16 +810,15 @@ static void begin(struct agent *a, uint64_t now)
 /* See agent.h. Never fails. */
 void agent_config_defaults(struct agent_config *c)
 {
-    memset(c, 0, sizeof(*c));
-    c->priority = 100;
-    c->ttl_ms = 2000;
-    c->renew_ms = 500;
-    c->loop_ms = 200;
-    c->dcs_timeout_ms = 700;
-    c->margin_ms = 50;
-    c->failsafe = true;
-    c->provision_after_ms = 5000;
-    c->provision_backoff_ms = 30000;
+    *c = (struct agent_config){.priority = 100,
+                               .ttl_ms = 2000,
+                               .renew_ms = 500,
+                               .loop_ms = 200,
+                               .dcs_timeout_ms = 700,
+                               .margin_ms = 50,
+                               .failsafe = true,
+                               .provision_after_ms = 5000,
+                               .provision_backoff_ms = 30000};
 }
 
 /* Copies what it keeps from cfg (strings included); the caller owns the result and frees it with
