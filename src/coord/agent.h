@@ -13,6 +13,7 @@
  *        agent_on_term_seen()    a term seen on a replication link or from a client
  *        agent_on_failsafe_ping()  a primary's ping arrived (replica side); answer if true
  *        agent_on_failsafe_ack()   a replica's answer arrived (primary side)
+ *        agent_stop()            clean shutdown (SIGTERM): hands over without waiting a TTL
  *   out  agent_actions()         after every call above, performed in order, before the next
  *                                call into the agent (except agent_may_accept_writes()):
  *
