@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: MIT
+"""bench/report.py -- parse tool output and turn raw bench rows into markdown tables.
+
+Used by bench/lb.sh and bench/lb-failover.sh (run with /usr/bin/python3, standard library only):
+
+  report.py wrk FILE              one wrk --latency output -> "rps requests seconds p50_ms p99_ms errors"
+  report.py lb-table RAW.tsv      lb.sh raw rows -> raw-runs table + summary table (medians)
+  report.py load-row FILE FAULT_MS DURATION_MS  one `tandem load --json` object -> one TSV fragment
+  report.py failover-table RAW.tsv  lb-failover.sh raw rows -> raw-runs table + summary table
+
+Medians: the middle value of the runs (mean of the middle two for an even count). Ratios in the
+lb table are the median of per-round ratios: both runs of a pair ran back to back in one round,
+so machine noise that drifts between rounds cancels.
+"""
+import csv
+import json
+import re
+import statistics
+import sys
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"bad latency {text!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(path):
+    """Returns dict(rps, requests, seconds, p50_ms, p99_ms, errors) from wrk --latency output."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    out = {}
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m),", text, re.M)
+    if not m:
+        raise SystemExit(f"{path}: no 'requests in' line (did wrk fail?)\n{text}")
+    out["requests"] = int(m.group(1))
+    out["seconds"] = to_ms(m.group(2) + m.group(3)) / 1000.0
+    m = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s*{pct}%\s+(\S+)", text, re.M)
+        out[key] = to_ms(m.group(1)) if m else float("nan")
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    out["errors"] = errors
+    return out
+
+
+def read_tsv(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+LB_NAMES = {
+    "direct": "direct to backend",
+    "tandem": "tandem lb",
+    "haproxy": "HAProxy",
+    "nginx": "nginx",
+}
+
+
+def lb_table(path):
+    rows = read_tsv(path)
+    targets = []
+    for r in rows:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+    print("Raw runs (run order rotates each round):\n")
+    print("| round | order | path | req/s | requests | p50 ms | p99 ms | errors | proxy CPU ticks | proxy CPU µs/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cpu = "—" if r["cpu_ticks"] == "" else r["cpu_ticks"]
+        us = "—" if r["cpu_us_req"] == "" else f'{float(r["cpu_us_req"]):.2f}'
+        print(f'| {r["round"]} | {r["order"]} | {LB_NAMES.get(r["target"], r["target"])} | '
+              f'{fmt_int(float(r["rps"]))} | {r["requests"]} | {float(r["p50_ms"]):.3f} | '
+              f'{float(r["p99_ms"]):.3f} | {r["errors"]} | {cpu} | {us} |')
+
+    by_round = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["target"]] = r
+
+    def ratio(target, ref):
+        vals = [float(rr[target]["rps"]) / float(rr[ref]["rps"])
+                for rr in by_round.values() if target in rr and ref in rr]
+        return f"{statistics.median(vals):.2f}" if vals else "—"
+
+    print("\nSummary (medians over rounds):\n")
+    print("| path | median req/s | vs direct | vs HAProxy | p50 / p99 ms | proxy CPU (% of a core) | proxy CPU µs/request | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for t in targets:
+        rs = [r for r in rows if r["target"] == t]
+        rps = statistics.median(float(r["rps"]) for r in rs)
+        p50 = statistics.median(float(r["p50_ms"]) for r in rs)
+        p99 = statistics.median(float(r["p99_ms"]) for r in rs)
+        errs = sum(int(r["errors"]) for r in rs)
+        if rs[0]["cpu_pct"] == "":
+            cpu_pct = cpu_us = "—"
+        else:
+            cpu_pct = f'{statistics.median(float(r["cpu_pct"]) for r in rs):.0f}%'
+            cpu_us = f'{statistics.median(float(r["cpu_us_req"]) for r in rs):.2f}'
+        vs_direct = "1.00" if t == "direct" else ratio(t, "direct")
+        vs_haproxy = "1.00" if t == "haproxy" else ratio(t, "haproxy")
+        print(f"| {LB_NAMES.get(t, t)} | {fmt_int(rps)} | {vs_direct} | {vs_haproxy} | "
+              f"{p50:.2f} / {p99:.2f} | {cpu_pct} | {cpu_us} | {errs} |")
+
+
+def load_row(path, fault_ms, duration_ms):
+    """One `tandem load --json` object -> TSV fields for lb-failover.sh's raw file.
+
+    backup_share: share of the OK responses that server b served in the timeline buckets that
+    start before fault_ms - 500 (the margin absorbs the client's start-up offset, so no bucket
+    near the fault counts).
+    a_share_end: share of OK responses served by a in the last 2 s (after the restore: failback).
+    """
+    fault_ms = float(fault_ms) - 500.0
+    end_ms = float(duration_ms) - 2000.0
+    text = open(path, encoding="utf-8").read()
+    start = text.find("{")
+    if start < 0:
+        raise SystemExit(f"{path}: no JSON object in the load client's output")
+    j, _ = json.JSONDecoder().raw_decode(text[start:])
+    errs = j.get("errors", {})
+    tl = j.get("timeline") or []
+    before = {}
+    end = {}
+    for e in tl:
+        servers = e.get("servers") or {}
+        if e["t_ms"] < fault_ms:
+            for k, v in servers.items():
+                before[k] = before.get(k, 0) + v
+        if e["t_ms"] >= end_ms:
+            for k, v in servers.items():
+                end[k] = end.get(k, 0) + v
+    nb = sum(before.values())
+    ne = sum(end.values())
+    backup = f'{100.0 * before.get("b", 0) / nb:.1f}' if nb else ""
+    a_end = f'{100.0 * end.get("a", 0) / ne:.1f}' if ne else ""
+    fields = [j["requests"], j["ok"], j["failed"], errs.get("connect", 0), errs.get("reset", 0),
+              errs.get("timeout", 0), errs.get("status_5xx", 0), j["longest_gap_ms"],
+              backup, a_end]
+    print("\t".join(str(x) for x in fields))
+
+
+FAULT_NAMES = {"kill": "kill -9", "stop": "SIGSTOP (hung)"}
+
+
+def failover_table(path):
+    rows = read_tsv(path)
+    print("Raw runs:\n")
+    print("| proxy/config | mode | fault | run | requests | failed | connect/reset/timeout/5xx | longest gap ms | backup share before fault | a share, last 2 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f'| {r["config"]} | {r["mode"]} | {FAULT_NAMES.get(r["fault"], r["fault"])} | '
+              f'{r["run"]} | {r["requests"]} | {r["failed"]} | '
+              f'{r["e_connect"]}/{r["e_reset"]}/{r["e_timeout"]}/{r["e_5xx"]} | '
+              f'{float(r["gap_ms"]):.0f} | {pct(r["backup_share"])} | {pct(r["a_share_end"])} |')
+    keys = []
+    for r in rows:
+        k = (r["config"], r["mode"], r["fault"])
+        if k not in keys:
+            keys.append(k)
+    print("\nSummary (medians of the runs):\n")
+    print("| proxy/config | mode | fault | failed | longest gap ms | backup share before fault | a share, last 2 s | requests |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k in keys:
+        rs = [r for r in rows if (r["config"], r["mode"], r["fault"]) == k]
+        failed = statistics.median(int(r["failed"]) for r in rs)
+        gap = statistics.median(float(r["gap_ms"]) for r in rs)
+        bs = [float(r["backup_share"]) for r in rs if r["backup_share"] != ""]
+        ae = [float(r["a_share_end"]) for r in rs if r["a_share_end"] != ""]
+        req = statistics.median(int(r["requests"]) for r in rs)
+        print(f"| {k[0]} | {k[1]} | {FAULT_NAMES.get(k[2], k[2])} | {failed:g} | {gap:.0f} | "
+              f"{pct(statistics.median(bs)) if bs else '—'} | "
+              f"{pct(statistics.median(ae)) if ae else '—'} | {fmt_int(req)} |")
+
+
+def pct(x):
+    if x == "" or x is None:
+        return "—"
+    return f"{float(x):.0f}%"
+
+
+def main(argv):
+    if len(argv) < 3:
+        raise SystemExit(__doc__)
+    cmd = argv[1]
+    if cmd == "wrk":
+        w = parse_wrk(argv[2])
+        print(w["rps"], w["requests"], w["seconds"], w["p50_ms"], w["p99_ms"], w["errors"])
+    elif cmd == "lb-table":
+        lb_table(argv[2])
+    elif cmd == "load-row":
+        load_row(argv[2], argv[3], argv[4])
+    elif cmd == "failover-table":
+        failover_table(argv[2])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
