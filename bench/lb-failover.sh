@@ -222,9 +222,10 @@ sleep_until() {
 
 # one_run CONFIG MODE FAULT ROUND -- one drill; appends a row to $raw.
 one_run() {
-    local config=$1 mode=$2 fault=$3 round=$4 t0 json lpid row
+    local config=$1 mode=$2 fault=$3 round=$4 t0 json lpid row proxy_state
     RUN_DIR=$BENCH_TMP/$config-$mode-$fault-$round
     mkdir -p "$RUN_DIR"
+    BENCH_LOGDIR=$RUN_DIR
     read -r P_A P_B P_PROXY <<<"$(bench_ports 3)"
     start_backend a "$P_A"
     start_backend b "$P_B"
@@ -246,26 +247,36 @@ one_run() {
     else
         kill -STOP "$(bench_pid be-a)"
     fi
+    echo "fault $fault at $((($(date +%s%N) - t0) / 1000000)) ms after the client started" >"$RUN_DIR/faults.txt"
     sleep_until "$t0" "$RESTORE_AT_S"
     if [[ $fault == kill ]]; then
         start_backend a "$P_A"
     else
         kill -CONT "$(bench_pid be-a)"
     fi
+    echo "restore at $((($(date +%s%N) - t0) / 1000000)) ms" >>"$RUN_DIR/faults.txt"
 
     wait "$lpid" || bench_die "load client failed (exit $?): $(tail -n 5 "$RUN_DIR/load.log")"
     unset "BENCH_PIDS[load]"
+    # A proxy that died during the run is part of the result, not a reason to stop.
+    proxy_state=alive
+    if ! kill -0 "$(bench_pid proxy)" 2>/dev/null; then
+        local rc=0
+        wait "$(bench_pid proxy)" 2>/dev/null || rc=$?
+        if ((rc > 128)); then proxy_state="died: SIG$(kill -l $((rc - 128)))"; else proxy_state="exited: $rc"; fi
+        bench_log "$config $mode $fault run $round: the proxy $proxy_state (log: $RUN_DIR/proxy.log)"
+    fi
     bench_stop proxy
     bench_stop be-a
     bench_stop be-b
 
     row=$("$PY" "$BENCH_DIR/report.py" load-row "$json" "$((FAULT_AT_S * 1000))" "$((DURATION_S * 1000))")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$config" "$mode" "$fault" "$round" "$row" >>"$raw"
-    bench_log "$config $mode $fault run $round: $(awk -F'\t' '{ printf "requests %s failed %s gap %s ms backup-share %s%%", $1, $3, $8, $9 }' <<<"$row")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$config" "$mode" "$fault" "$round" "$row" "$proxy_state" >>"$raw"
+    bench_log "$config $mode $fault run $round: $(awk -F'\t' '{ printf "requests %s failed %s gap %s ms backup-share %s%%", $1, $3, $9, $10 }' <<<"$row")"
 }
 
 raw=$BENCH_TMP/raw.tsv
-printf 'config\tmode\tfault\trun\trequests\tok\tfailed\te_connect\te_reset\te_timeout\te_5xx\tgap_ms\tbackup_share\ta_share_end\n' >"$raw"
+printf 'config\tmode\tfault\trun\trequests\tok\tfailed\te_connect\te_reset\te_timeout\te_5xx\te_protocol\tgap_ms\tbackup_share\ta_share_end\tproxy\n' >"$raw"
 
 for ((r = 1; r <= rounds; r++)); do
     for f in "${fault_list[@]}"; do

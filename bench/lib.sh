@@ -81,11 +81,12 @@ bench_cleanup() {
     fi
 }
 
-# bench_start NAME CMD... -- run CMD in the background, output to $BENCH_TMP/NAME.log.
+# bench_start NAME CMD... -- run CMD in the background, output to $BENCH_LOGDIR/NAME.log
+# (BENCH_LOGDIR defaults to the temp dir; a restarted NAME appends to the same log).
 bench_start() {
     local name=$1
     shift
-    "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+    "$@" >>"${BENCH_LOGDIR:-$BENCH_TMP}/$name.log" 2>&1 &
     BENCH_PIDS[$name]=$!
 }
 
@@ -96,8 +97,14 @@ bench_pid() { echo "${BENCH_PIDS[$1]}"; }
 bench_alive() {
     local pid=${BENCH_PIDS[$1]:-}
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then return 0; fi
-    bench_log "$1 is not running; last lines of its log:"
-    tail -n 20 "$BENCH_TMP/$1.log" >&2 2>/dev/null || true
+    local rc=0
+    [[ -n $pid ]] && { wait "$pid" 2>/dev/null || rc=$?; }
+    if ((rc > 128)); then
+        bench_log "$1 (pid $pid) died of signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null)); last lines of its log:"
+    else
+        bench_log "$1 (pid $pid) is not running (exit status $rc); last lines of its log:"
+    fi
+    tail -n 20 "${BENCH_LOGDIR:-$BENCH_TMP}/$1.log" >&2 2>/dev/null || true
     return 1
 }
 

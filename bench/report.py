@@ -147,7 +147,8 @@ def load_row(path, fault_ms, duration_ms):
     backup = f'{100.0 * before.get("b", 0) / nb:.1f}' if nb else ""
     a_end = f'{100.0 * end.get("a", 0) / ne:.1f}' if ne else ""
     fields = [j["requests"], j["ok"], j["failed"], errs.get("connect", 0), errs.get("reset", 0),
-              errs.get("timeout", 0), errs.get("status_5xx", 0), j["longest_gap_ms"],
+              errs.get("timeout", 0), errs.get("status_5xx", 0), errs.get("protocol", 0),
+              j["longest_gap_ms"],
               backup, a_end]
     print("\t".join(str(x) for x in fields))
 
@@ -158,21 +159,22 @@ FAULT_NAMES = {"kill": "kill -9", "stop": "SIGSTOP (hung)"}
 def failover_table(path):
     rows = read_tsv(path)
     print("Raw runs:\n")
-    print("| proxy/config | mode | fault | run | requests | failed | connect/reset/timeout/5xx | longest gap ms | backup share before fault | a share, last 2 s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| proxy/config | mode | fault | run | requests | failed | connect/reset/timeout/5xx/protocol | longest gap ms | backup share before fault | a share, last 2 s | proxy after the run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f'| {r["config"]} | {r["mode"]} | {FAULT_NAMES.get(r["fault"], r["fault"])} | '
               f'{r["run"]} | {r["requests"]} | {r["failed"]} | '
-              f'{r["e_connect"]}/{r["e_reset"]}/{r["e_timeout"]}/{r["e_5xx"]} | '
-              f'{float(r["gap_ms"]):.0f} | {pct(r["backup_share"])} | {pct(r["a_share_end"])} |')
+              f'{r["e_connect"]}/{r["e_reset"]}/{r["e_timeout"]}/{r["e_5xx"]}/{r["e_protocol"]} | '
+              f'{float(r["gap_ms"]):.0f} | {pct(r["backup_share"])} | {pct(r["a_share_end"])} | '
+              f'{r.get("proxy", "")} |')
     keys = []
     for r in rows:
         k = (r["config"], r["mode"], r["fault"])
         if k not in keys:
             keys.append(k)
     print("\nSummary (medians of the runs):\n")
-    print("| proxy/config | mode | fault | failed | longest gap ms | backup share before fault | a share, last 2 s | requests |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| proxy/config | mode | fault | failed | longest gap ms | backup share before fault | a share, last 2 s | requests | notes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in keys:
         rs = [r for r in rows if (r["config"], r["mode"], r["fault"]) == k]
         failed = statistics.median(int(r["failed"]) for r in rs)
@@ -180,9 +182,11 @@ def failover_table(path):
         bs = [float(r["backup_share"]) for r in rs if r["backup_share"] != ""]
         ae = [float(r["a_share_end"]) for r in rs if r["a_share_end"] != ""]
         req = statistics.median(int(r["requests"]) for r in rs)
+        dead = [r["proxy"] for r in rs if r.get("proxy", "alive") != "alive"]
+        note = f"proxy {dead[0]} in {len(dead)}/{len(rs)} runs" if dead else ""
         print(f"| {k[0]} | {k[1]} | {FAULT_NAMES.get(k[2], k[2])} | {failed:g} | {gap:.0f} | "
               f"{pct(statistics.median(bs)) if bs else '—'} | "
-              f"{pct(statistics.median(ae)) if ae else '—'} | {fmt_int(req)} |")
+              f"{pct(statistics.median(ae)) if ae else '—'} | {fmt_int(req)} | {note} |")
 
 
 def pct(x):
