@@ -56,14 +56,10 @@ bench_need_tools haproxy nginx curl
 HAPROXY=$(bench_tool haproxy)
 NGINX=$(bench_tool nginx)
 
-# The client. LOAD overrides the command (a development hook; the default is tandem load).
-if [[ -n ${LOAD:-} ]]; then
-    read -r -a load_cmd <<<"$LOAD"
-elif "$TANDEM" load --help >/dev/null 2>&1; then
-    load_cmd=("$TANDEM" load)
-else
-    bench_die "'$TANDEM load --help' failed: the drill's client, tandem load, is not built"
-fi
+# The client: tandem load (8 keep-alive connections, one request at a time each).
+"$TANDEM" load --help >/dev/null 2>&1 ||
+    bench_die "'$TANDEM load --help' failed: the drill's client, tandem load, is not built (make)"
+load_cmd=("$TANDEM" load)
 
 case $backend in
 auto) if "$TANDEM" app --help >/dev/null 2>&1; then backend=app; else backend=nginx; fi ;;
@@ -98,6 +94,7 @@ for m in "${mode_list[@]}"; do [[ $m == aa || $m == ap ]] || bench_die "unknown 
 for f in "${fault_list[@]}"; do [[ $f == kill || $f == stop ]] || bench_die "unknown fault '$f'"; done
 ((${#configs[@]})) || bench_die "nothing to run"
 
+loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_init tandem-lb-failover
 
 # --- backends ------------------------------------------------------------------------------------
@@ -242,7 +239,7 @@ one_run() {
     sleep_until "$t0" "$FAULT_AT_S"
     if [[ $fault == kill ]]; then
         kill -KILL "$(bench_pid be-a)"
-        wait "$(bench_pid be-a)" 2>/dev/null || true
+        { wait "$(bench_pid be-a)"; } 2>/dev/null || true   # no "Killed" job notice
         unset "BENCH_PIDS[be-a]"
     else
         kill -STOP "$(bench_pid be-a)"
@@ -292,6 +289,7 @@ done
     echo "## bench/lb-failover.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
     echo "Command: \`bench/lb-failover.sh --rounds $rounds --only $(IFS=,; echo "${configs[*]}") --modes $modes --faults $faults --backend $backend\`"
+    echo "Machine load average (1/5/15 min) at start: $loadavg_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$HAPROXY" -v 2>/dev/null | head -1 | cut -d' ' -f1-3);" \
         "$("$NGINX" -v 2>&1 | cut -d' ' -f3)"
     echo "Client: \`${load_cmd[*]##*/} --connections $CONNS --duration ${DURATION_S}s --timeout $CLIENT_TIMEOUT --timeline 100ms --json\`;" \

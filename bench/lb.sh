@@ -65,6 +65,7 @@ for t in "${wanted[@]}"; do
 done
 ((${#targets[@]})) || bench_die "nothing to run"
 
+loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_init tandem-lb-bench
 read -r P_A P_B P_TANDEM P_HAPROXY P_NGINX <<<"$(bench_ports 5)"
 declare -A port=([direct]=$P_A [tandem]=$P_TANDEM [haproxy]=$P_HAPROXY [nginx]=$P_NGINX)
@@ -207,6 +208,7 @@ done
     echo "## bench/lb.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
     echo "Command: \`bench/lb.sh --duration $duration --rounds $rounds --connections $conns --only $(IFS=,; echo "${targets[*]}")\`"
+    echo "Machine load average (1/5/15 min) at start: $loadavg_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$HAPROXY" -v 2>/dev/null | head -1 | cut -d' ' -f1-3);" \
         "$("$NGINX" -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "Load: \`wrk -t1 -c$conns -d$duration --latency\`; CPU ticks are ${hz}/s."
