@@ -11,6 +11,7 @@
 # Everything on 127.0.0.1, ephemeral ports, configs in a temp dir, processes ended by PID.
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {

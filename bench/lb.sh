@@ -9,6 +9,7 @@
 # Everything on 127.0.0.1, ephemeral ports, configs in a temp dir, processes ended by PID.
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
@@ -187,10 +188,10 @@ for ((r = 1; r <= rounds; r++)); do
             bench_alive "$t" || bench_die "$t died"
             c0=$(bench_cpu_ticks "$pid")
         fi
-        f=$BENCH_TMP/wrk-r$r-$t.txt
-        run_wrk "$t" "$duration" "$f"
+        wrk_out=$BENCH_TMP/wrk-r$r-$t.txt
+        run_wrk "$t" "$duration" "$wrk_out"
         cpu_ticks="" cpu_pct="" cpu_us=""
-        read -r rps reqs secs p50 p99 errs <<<"$("$PY" "$BENCH_DIR/report.py" wrk "$f")"
+        read -r rps reqs secs p50 p99 errs <<<"$("$PY" "$BENCH_DIR/report.py" wrk "$wrk_out")"
         if [[ -n $pid ]]; then
             c1=$(bench_cpu_ticks "$pid")
             cpu_ticks=$((c1 - c0))

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # bench/lib.sh -- helpers shared by the bench/*.sh scripts (sourced, not run).
 #
 # Every process a script starts goes through bench_start, which records its PID; bench_cleanup
