@@ -16,12 +16,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     cat <<EOF
-usage: bench/lb-failover.sh [--rounds 3] [--only haproxy-default,haproxy-tuned,nginx,tandem]
+usage: bench/lb-failover.sh [--rounds 3] [--only haproxy-default,haproxy-tuned,nginx,tandem,tandem-stall]
                             [--modes aa,ap] [--faults kill,stop] [--backend auto|app|nginx]
-                            [--out FILE] [--keep]
+                            [--stall-timeout 20ms] [--out FILE] [--keep]
 
   --rounds N     runs per row (default 3; each run is 15 s plus start-up); --rounds 1 is quick
-  --only LIST    proxy configs (default all four)
+  --only LIST    proxy configs (default all five; tandem-stall = tandem lb with
+                 --stall-timeout, run for the stop fault only)
+  --stall-timeout D  tandem-stall's --stall-timeout (default 20ms)
   --modes LIST   aa = active-active, ap = active-passive (default both)
   --faults LIST  kill = kill -9 backend a, stop = SIGSTOP it (a hung server) (default both)
   --backend B    app = two \`tandem app\`, nginx = two nginx adding X-Server (default auto:
@@ -35,8 +37,8 @@ TANDEM=path overrides the tandem binary (default build/tandem). Needs haproxy, n
 EOF
 }
 
-rounds=3 only=haproxy-default,haproxy-tuned,nginx,tandem modes=aa,ap faults=kill,stop
-backend=auto out=""
+rounds=3 only=haproxy-default,haproxy-tuned,nginx,tandem,tandem-stall modes=aa,ap faults=kill,stop
+backend=auto out="" stall=20ms
 DURATION_S=15 FAULT_AT_S=3 RESTORE_AT_S=12 CONNS=8 CLIENT_TIMEOUT=1s
 while (($#)); do
     case $1 in
@@ -45,6 +47,7 @@ while (($#)); do
     --modes) modes=$2; shift 2 ;;
     --faults) faults=$2; shift 2 ;;
     --backend) backend=$2; shift 2 ;;
+    --stall-timeout) stall=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) BENCH_KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -79,14 +82,14 @@ IFS=, read -r -a wanted <<<"$only"
 for c in "${wanted[@]}"; do
     case $c in
     haproxy-default | haproxy-tuned | nginx) configs+=("$c") ;;
-    tandem)
+    tandem | tandem-stall)
         if "$TANDEM" lb --help >/dev/null 2>&1; then
             configs+=("$c")
         else
             bench_log "SKIP tandem: '$TANDEM lb --help' failed (tandem lb not built yet?)"
         fi
         ;;
-    *) bench_die "unknown config '$c' (haproxy-default, haproxy-tuned, nginx, tandem)" ;;
+    *) bench_die "unknown config '$c' (haproxy-default, haproxy-tuned, nginx, tandem, tandem-stall)" ;;
     esac
 done
 IFS=, read -r -a mode_list <<<"$modes"
@@ -183,13 +186,14 @@ EOF
     bench_start proxy "$NGINX" -p "$d/" -e "$d/logs/error.log" -c "$d/nginx.conf"
 }
 
-start_tandem() { # MODE FAULT
-    local mode=$1 fault=$2 args
+start_tandem() { # MODE FAULT [STALL_TIMEOUT]
+    local mode=$1 fault=$2 stall=${3:-} args
     args=(lb --listen "127.0.0.1:$P_PROXY" --protocol http
         --mode "$([[ $mode == ap ]] && echo active-passive || echo active-active)"
         --server "a=127.0.0.1:$P_A" --server "b=127.0.0.1:$P_B"
         --check "http:$CHECK_PATH" --inter 100ms --fall 2 --rise 2 --failback auto)
     [[ $fault == stop ]] && args+=(--timeout-server 1s)
+    [[ -n $stall ]] && args+=(--stall-timeout "$stall")
     echo "tandem ${args[*]}" >"$RUN_DIR/tandem.cmd"
     bench_start proxy "$TANDEM" "${args[@]}"
 }
@@ -200,6 +204,7 @@ start_proxy() { # CONFIG MODE FAULT
     haproxy-tuned) start_haproxy tuned "$2" "$3" ;;
     nginx) start_nginx "$2" "$3" ;;
     tandem) start_tandem "$2" "$3" ;;
+    tandem-stall) start_tandem "$2" "$3" "$stall" ;;
     esac
     # Ready: active-active has served from both; active-passive has served from a.
     local url="http://127.0.0.1:$P_PROXY$REQ_PATH"
@@ -245,6 +250,7 @@ one_run() {
     else
         kill -STOP "$(bench_pid be-a)"
     fi
+    kill -USR1 "$lpid"   # tandem load splits its report into phases at each mark
     echo "fault $fault at $((($(date +%s%N) - t0) / 1000000)) ms after the client started" >"$RUN_DIR/faults.txt"
     sleep_until "$t0" "$RESTORE_AT_S"
     if [[ $fault == kill ]]; then
@@ -252,6 +258,7 @@ one_run() {
     else
         kill -CONT "$(bench_pid be-a)"
     fi
+    kill -USR1 "$lpid"
     echo "restore at $((($(date +%s%N) - t0) / 1000000)) ms" >>"$RUN_DIR/faults.txt"
 
     wait "$lpid" || bench_die "load client failed (exit $?): $(tail -n 5 "$RUN_DIR/load.log")"
@@ -279,6 +286,7 @@ printf 'config\tmode\tfault\trun\trequests\tok\tfailed\te_connect\te_reset\te_ti
 for ((r = 1; r <= rounds; r++)); do
     for f in "${fault_list[@]}"; do
         for c in "${configs[@]}"; do
+            [[ $c == tandem-stall && $f == kill ]] && continue
             for m in "${mode_list[@]}"; do
                 one_run "$c" "$m" "$f" "$r"
             done
@@ -289,8 +297,9 @@ done
 {
     echo "## bench/lb-failover.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
-    echo "Command: \`bench/lb-failover.sh --rounds $rounds --only $(IFS=,; echo "${configs[*]}") --modes $modes --faults $faults --backend $backend\`"
+    echo "Command: \`bench/lb-failover.sh --rounds $rounds --only $(IFS=,; echo "${configs[*]}") --modes $modes --faults $faults --backend $backend --stall-timeout $stall\`"
     echo "Machine load average (1/5/15 min) at start: $loadavg_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "tandem: $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) ($TANDEM)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$HAPROXY" -v 2>/dev/null | head -1 | cut -d' ' -f1-3);" \
         "$("$NGINX" -v 2>&1 | cut -d' ' -f3)"
     echo "Client: \`${load_cmd[*]##*/} --connections $CONNS --duration ${DURATION_S}s --timeout $CLIENT_TIMEOUT --timeline 100ms --json\`;" \

@@ -210,6 +210,7 @@ done
     echo
     echo "Command: \`bench/lb.sh --duration $duration --rounds $rounds --connections $conns --only $(IFS=,; echo "${targets[*]}")\`"
     echo "Machine load average (1/5/15 min) at start: $loadavg_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "tandem: $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) ($TANDEM)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$HAPROXY" -v 2>/dev/null | head -1 | cut -d' ' -f1-3);" \
         "$("$NGINX" -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "Load: \`wrk -t1 -c$conns -d$duration --latency\`; CPU ticks are ${hz}/s."

@@ -118,12 +118,12 @@ def lb_table(path):
 def load_row(path, fault_ms, duration_ms):
     """One `tandem load --json` object -> TSV fields for lb-failover.sh's raw file.
 
-    backup_share: share of the OK responses that server b served in the timeline buckets that
-    start before fault_ms - 500 (the margin absorbs the client's start-up offset, so no bucket
-    near the fault counts).
+    backup_share: share of the OK responses that server b served before the fault. The drill
+    sends the client SIGUSR1 at the fault, so that is its first phase ("phases"[0]); without
+    phases, the timeline buckets that start before fault_ms - 500 (the margin absorbs the
+    client's start-up offset).
     a_share_end: share of OK responses served by a in the last 2 s (after the restore: failback).
     """
-    fault_ms = float(fault_ms) - 500.0
     end_ms = float(duration_ms) - 2000.0
     text = open(path, encoding="utf-8").read()
     start = text.find("{")
@@ -132,11 +132,14 @@ def load_row(path, fault_ms, duration_ms):
     j, _ = json.JSONDecoder().raw_decode(text[start:])
     errs = j.get("errors", {})
     tl = j.get("timeline") or []
+    phases = j.get("phases") or []
     before = {}
     end = {}
+    if len(phases) >= 2:
+        before = dict(phases[0].get("servers") or {})
     for e in tl:
         servers = e.get("servers") or {}
-        if e["t_ms"] < fault_ms:
+        if len(phases) < 2 and e["t_ms"] < float(fault_ms) - 500.0:
             for k, v in servers.items():
                 before[k] = before.get(k, 0) + v
         if e["t_ms"] >= end_ms:
