@@ -243,6 +243,11 @@ one_run() {
     BENCH_PIDS[load]=$lpid
 
     sleep_until "$t0" "$FAULT_AT_S"
+    # Mark first, then act: tandem load splits its report into phases at each SIGUSR1, so the
+    # first phase ends just before the fault (before-fault shares hold no post-fault response);
+    # the 20 ms let the client's loop take the mark before the fault can change anything.
+    kill -USR1 "$lpid"
+    sleep 0.02
     if [[ $fault == kill ]]; then
         kill -KILL "$(bench_pid be-a)"
         { wait "$(bench_pid be-a)"; } 2>/dev/null || true   # no "Killed" job notice
@@ -250,15 +255,14 @@ one_run() {
     else
         kill -STOP "$(bench_pid be-a)"
     fi
-    kill -USR1 "$lpid"   # tandem load splits its report into phases at each mark
     echo "fault $fault at $((($(date +%s%N) - t0) / 1000000)) ms after the client started" >"$RUN_DIR/faults.txt"
     sleep_until "$t0" "$RESTORE_AT_S"
+    kill -USR1 "$lpid"
     if [[ $fault == kill ]]; then
         start_backend a "$P_A"
     else
         kill -CONT "$(bench_pid be-a)"
     fi
-    kill -USR1 "$lpid"
     echo "restore at $((($(date +%s%N) - t0) / 1000000)) ms" >>"$RUN_DIR/faults.txt"
 
     wait "$lpid" || bench_die "load client failed (exit $?): $(tail -n 5 "$RUN_DIR/load.log")"
