@@ -252,15 +252,21 @@ static void on_stall_timer(uv_timer_t *t)
 {
     struct lb_pool *p = t->data;
     uint64_t now = uv_now(t->loop);
+    unsigned usable = 0;
+    for (size_t i = 0; i < p->nservers; i++)
+        usable += lb_server_usable(p->servers[i]);
     for (size_t i = 0; i < p->nservers; i++) {
         struct lb_server *s = p->servers[i];
-        if (!lb_server_usable(s) ||
+        /* a stall only moves traffic elsewhere: never take out the last usable server (on an
+         * overloaded machine a healthy one can look stalled, and a 503 helps nobody) */
+        if (usable < 2 || !lb_server_usable(s) ||
             !health_is_stalled(s->inflight, s->progress_ms, now, p->cfg.stall_timeout_ms))
             continue;
         char why[128];
         snprintf(why, sizeof(why), "stalled: nothing received for %llums with %u waiting",
                  (unsigned long long)(now - s->progress_ms), s->inflight);
         lb_server_passive_failure(s, why);
+        usable--;
     }
 }
 

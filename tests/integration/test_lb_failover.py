@@ -162,3 +162,24 @@ def test_hung_active_server_with_stall_detection(procs):
     assert r["phases"][1]["longest_gap_ms"] <= 10 * GAP_MS, r["phases"]
     assert "stalled: nothing received for" in server_status(lb, "a")["last_change_reason"] or \
         "stalled" in lb.log()
+
+
+def test_stall_detection_never_removes_the_last_server(procs):
+    """With one server left, a stall (here: a hung backup after the primary died) must not take
+    it out: requests wait for it or for timeout-server, they are not refused with 503."""
+    a, b = start_app(procs, "a"), start_app(procs, "b")
+    lb = start_lb(procs, [("a", a.port), ("b", b.port)], "--mode", "active-passive",
+                  "--stall-timeout", "50ms", "--timeout-server", "5s", *lb_args())
+    a.kill9()
+    wait_for(lambda: status(lb)["pools"][0]["active"] == "b", 5, what="b active")
+    b.signal(signal.SIGSTOP)
+    try:
+        load = start_load(lb, 1)
+        wait_for(lambda: server_status(lb, "b")["inflight"] > 0, 5, what="requests wait on b")
+        time.sleep(0.3)  # the fault's duration: six stall periods with b hung
+    finally:
+        b.signal(signal.SIGCONT)
+    r = finish_load(load)
+    assert server_status(lb, "b")["usable"]
+    assert r["errors"]["status_5xx"] == 0 and r["failed"] == 0, r["errors"]
+    assert "stalled" not in lb.log()
