@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -842,7 +843,11 @@ static void job_done(struct wal *w)
             w->segs[w->nsegs - 1].bytes += j->data.len - pos;
         if (j->rots.n > 0 && w->snap_lsn > 0)
             drop_obsolete(w);
-        w->written_lsn = j->last_lsn;
+        if (j->last_lsn > w->written_lsn) {
+            w->written_lsn = j->last_lsn;
+            if (w->opt.on_written)
+                w->opt.on_written(w->opt.ud, j->last_lsn);
+        }
         uint64_t durable = w->durable_lsn;
         if (j->synced)
             durable = j->last_lsn;
@@ -1126,6 +1131,7 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         snapshot_ended(w, rc, lsn, term, bytes);
         return 0;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == -1) {
         int e = -errno;
@@ -1134,7 +1140,12 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         return e;
     }
     if (pid == 0) {
-        /* Child: nothing of the loop is touched; only the keyspace (copy-on-write) and files. */
+        /* Child: nothing of the loop is touched; only the keyspace (copy-on-write) and files.
+         * It dies with its parent: a child outliving a kill -9 would keep the inherited DIR
+         * lock and listening socket, and a restarted server could not start until it ends. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
         int rc = write_snapshot(w->dir, lsn, term, iterate, iterate_ud, NULL);
         if (rc != 0)
             log_error("wal", "snapshot child failed", "lsn=%" PRIu64 " err=%s", lsn,

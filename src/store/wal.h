@@ -43,6 +43,10 @@ enum wal_fsync {
 /* Durable lsn advanced (records up to lsn are fdatasynced); runs on the loop thread (inside
  * wal_commit/wal_close when the wal has no loop). May still be called during wal_close. */
 typedef void (*wal_durable_cb)(void *ud, uint64_t durable_lsn);
+/* Written lsn advanced: records up to lsn have been handed to write(2), so they survive the
+ * death of the process (kill -9), not yet a power loss. Same thread and timing rules as
+ * wal_durable_cb; when one job both writes and syncs, on_written runs first. */
+typedef void (*wal_written_cb)(void *ud, uint64_t written_lsn);
 /* The log hit an I/O error (negated errno) and is now read-only; called once. */
 typedef void (*wal_error_cb)(void *ud, int err);
 /* Replays one record during recovery; non-zero stops recovery with that code. */
@@ -64,6 +68,7 @@ struct wal_options {
     bool repair;               /* truncate at the first bad record even when valid ones follow */
     wal_durable_cb on_durable; /* may be NULL */
     wal_error_cb on_error;     /* may be NULL */
+    wal_written_cb on_written; /* may be NULL */
     void *ud;
 };
 

@@ -887,6 +887,165 @@ static void test_loop_everysec(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- on_written: the lsn handed to write(2), the release point for fsync=everysec/no ---- */
+
+struct written_ctx {
+    struct wal *w;
+    uint64_t written_max, durable_max;
+    int written_calls, durable_calls;
+    uint64_t durable_at_written; /* durable lsn when on_written last ran */
+    uint64_t on_disk_at_written; /* records in the segment file when on_written last ran */
+    bool closed;
+};
+
+/* Counts the records the first segment file holds right now. */
+static uint64_t records_on_disk(void)
+{
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 1, 0, NULL, NULL, &sc);
+    free(c);
+    return sc.nrecords;
+}
+
+static void wr_written(void *ud, uint64_t lsn)
+{
+    struct written_ctx *c = ud;
+    /* Only grows, never runs behind the durable lsn, and the records are in the file. */
+    assert_true(lsn > c->written_max);
+    assert_true(lsn >= c->durable_max);
+    c->written_max = lsn;
+    c->written_calls++;
+    c->durable_at_written = wal_durable_lsn(c->w);
+    c->on_disk_at_written = records_on_disk();
+}
+
+static void wr_durable(void *ud, uint64_t lsn)
+{
+    struct written_ctx *c = ud;
+    assert_true(lsn > c->durable_max);
+    /* Reported written first. */
+    assert_true(lsn <= c->written_max);
+    c->durable_max = lsn;
+    c->durable_calls++;
+}
+
+static void wr_closed(void *ud)
+{
+    ((struct written_ctx *)ud)->closed = true;
+}
+
+static struct wal_options written_opts(enum wal_fsync mode, struct written_ctx *c)
+{
+    struct wal_options o;
+    memset(&o, 0, sizeof(o));
+    o.fsync = mode;
+    o.on_written = wr_written;
+    o.on_durable = wr_durable;
+    o.ud = c;
+    return o;
+}
+
+/* Opens an empty log whose callbacks point at c (c->w is set before any can run). */
+static void written_open(const struct wal_options *o, uv_loop_t *loop, struct written_ctx *c)
+{
+    char err[256];
+    assert_int_equal(wal_open(dir, o, loop, &c->w, err, sizeof(err)), 0);
+    assert_int_equal(wal_recover(c->w, NULL, NULL, NULL, NULL, err, sizeof(err)), 0);
+}
+
+/* everysec: each batch is reported written once write(2) returned -- before the once-a-second
+ * fdatasync, never before the bytes are in the file. */
+static void test_written_everysec_before_sync(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_EVERYSEC, &c);
+    written_open(&o, &loop, &c);
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    /* The write runs on the thread pool: nothing is reported from inside wal_commit. */
+    assert_int_equal(c.written_calls, 0);
+    uint64_t t0 = uv_now(&loop);
+    while (c.written_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_int_equal(c.written_max, 10);
+    assert_int_equal(c.written_calls, 1);
+    assert_int_equal(c.on_disk_at_written, 10);
+    assert_int_equal(wal_written_lsn(c.w), 10);
+    assert_true(c.durable_at_written < 10);
+    assert_int_equal(c.durable_calls, 0);
+    assert_true(uv_now(&loop) - t0 < 900);
+    /* A second batch: one more report, covering it. */
+    for (uint64_t lsn = 11; lsn <= 12; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.written_max < 12 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(c.written_calls, 2);
+    assert_int_equal(c.on_disk_at_written, 12);
+    /* Then the timer's fdatasync makes it durable, without another written report (a ref'd
+     * timer keeps the loop running: the log's own sync timer does not). */
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    uv_timer_start(&deadline, deadline_cb, 5000, 0);
+    while (c.durable_max < 12 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_close((uv_handle_t *)&deadline, NULL);
+    assert_int_equal(wal_durable_lsn(c.w), 12);
+    assert_int_equal(c.written_calls, 2);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* always: written and durable advance together, written reported first; in synchronous mode
+ * (no loop) both are reported from inside wal_commit. */
+static void test_written_always_and_sync_mode(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+    written_open(&o, &loop, &c);
+    for (uint64_t lsn = 1; lsn <= 5; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 5 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(c.written_max, 5);
+    assert_int_equal(c.durable_max, 5);
+    assert_int_equal(c.on_disk_at_written, 5);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    memset(&c, 0, sizeof(c));
+    o = written_opts(WAL_FSYNC_NO, &c);
+    written_open(&o, NULL, &c);
+    for (uint64_t lsn = 6; lsn <= 8; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    assert_int_equal(c.written_max, 8);
+    assert_int_equal(c.on_disk_at_written, 8);
+    assert_int_equal(c.durable_calls, 0); /* fsync=no: the kernel decides */
+    wal_close(c.w, wr_closed, &c);
+    assert_true(c.closed);
+    assert_int_equal(c.durable_max, 8); /* close syncs */
+}
+
 static void snap_done(void *ud, int status, uint64_t lsn)
 {
     struct loop_ctx *c = ud;
@@ -990,6 +1149,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_always_and_sync_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
     };
