@@ -12,10 +12,10 @@
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
 #                  [--memory [--keys 1000000]]
 #
-# --fsync none      redis: --appendonly no;                 tandem: no persistence
+# --fsync none      redis: --appendonly no;                 tandem: --in-memory
 # --fsync everysec  redis: --appendonly yes --appendfsync everysec; tandem: --fsync everysec
 # --fsync always    redis: --appendonly yes --appendfsync always;   tandem: --fsync always
-# Rows for everysec/always are skipped (with a note) while tandem's persistence is not wired.
+# (both with their data directory under the same /tmp directory, so on the same file system).
 #
 # --memory loads --keys keys (16-byte keys, 32-byte values, pipelined) into each server and
 # reports INFO used_memory and RSS.
@@ -64,10 +64,6 @@ wait_port() {
     return 1
 }
 
-persistence_wired() {
-    ! "$TANDEM" db --help | grep -q "NOT YET WIRED"
-}
-
 # start_server KIND FSYNC -> prints "PORT PID"
 start_server() {
     local kind=$1 fsync=$2 port dir
@@ -76,7 +72,8 @@ start_server() {
     mkdir -p "$dir"
     if [[ $kind == tandem ]]; then
         local args=(db --listen "127.0.0.1:$port" --dir "$dir")
-        [[ $fsync != none ]] && args+=(--fsync "$fsync")
+        if [[ $fsync == none ]]; then args+=(--in-memory)
+        else args+=(--fsync "$fsync"); fi
         "$TANDEM" "${args[@]}" 2>"$dir/log" &
     else
         local args=(--port "$port" --bind 127.0.0.1 --save "" --dir "$dir" --daemonize no)
@@ -114,10 +111,6 @@ IFS=, read -ra pipe_list <<<"$pipelines"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TANDEM" version | head -1 | cut -d' ' -f2), $("$REDIS" --version | cut -d' ' -f3)"
 echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians"
 for fsync in "${fsync_list[@]}"; do
-    if [[ $fsync != none ]] && ! persistence_wired; then
-        echo "# fsync=$fsync: skipped, tandem's persistence is not wired yet"
-        continue
-    fi
     for run in $(seq 1 "$runs"); do
         read -r tport tpid < <(start_server tandem "$fsync")
         read -r rport rpid < <(start_server redis "$fsync")
