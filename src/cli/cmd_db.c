@@ -206,8 +206,8 @@ static int recover(struct db_main *m, const struct db_config *cfg, struct db *db
     pc.snapshot_growth_pct = cfg->snapshot_growth_pct;
     pc.on_error = on_wal_error;
     pc.ud = m;
-    log_notice("db", "recovering", "dir=%s fsync=%s repair=%s", cfg->dir,
-               wal_fsync_name(pc.fsync), cfg->wal_repair ? "yes" : "no");
+    log_notice("db", "recovering", "dir=%s fsync=%s repair=%s", cfg->dir, wal_fsync_name(pc.fsync),
+               cfg->wal_repair ? "yes" : "no");
     uint64_t t0 = clock_now_ms();
     struct wal_recovery rep;
     char err[1024];
@@ -224,8 +224,8 @@ static int recover(struct db_main *m, const struct db_config *cfg, struct db *db
     }
     log_notice("db", "recovered",
                "snapshot_lsn=%" PRIu64 " snapshot_items=%" PRIu64 " log_records=%" PRIu64
-               " last_lsn=%" PRIu64 " term=%" PRIu64 " keys=%" PRIu64
-               " truncated_bytes=%" PRIu64 " ms=%" PRIu64,
+               " last_lsn=%" PRIu64 " term=%" PRIu64 " keys=%" PRIu64 " truncated_bytes=%" PRIu64
+               " ms=%" PRIu64,
                rep.snapshot_lsn, rep.snapshot_items, rep.records, rep.last_lsn, rep.last_term,
                keyspace_size(db->ks), rep.truncated_bytes, clock_now_ms() - t0);
     return 0;

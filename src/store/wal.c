@@ -12,13 +12,25 @@
  *
  * Write path (loop thread unless noted):
  *   append -> record encoded into `pending`
- *   commit -> if no job is in flight, `pending` becomes the job's buffer and the job runs on the
- *             thread pool: pwrite at the segment offset, [at each segment switch: fdatasync +
- *             close the old segment, create the next one, fsync DIR], fdatasync when the
- *             policy asks;
+ *   commit -> if no job is in flight, `pending` becomes the job's buffer and the job runs: pwrite
+ *             at the segment offset, [at each segment switch: fdatasync + close the old
+ *             segment, create the next one, fsync DIR], fdatasync when the policy asks;
  *             otherwise the commit is remembered and issued when the running job ends, with
  *             everything buffered meanwhile (group commit: one write + one fdatasync per batch)
- *   done   -> written/durable lsn advance, on_durable(durable lsn)
+ *   done   -> written/durable lsn advance, on_written(written lsn), on_durable(durable lsn)
+ * Where a job runs: one that fdatasyncs or switches segments runs on the libuv thread pool; a
+ * plain write (fsync=everysec/no, no switch) runs inline on the loop thread, as Redis writes its
+ * AOF: a pwrite into the page cache costs microseconds, less than the hand-off to a pool thread
+ * and back, and its reply can leave in the same loop iteration. The once-a-second fdatasync of
+ * everysec is a separate sync job on the pool that holds a dup() of the segment fd, so writes go
+ * on while it runs; it makes durable what was written when it started.
+ * Gathering (fsync=always, opt.gather_ms > 0): clients whose replies a sync released come back
+ * with their next writes a moment later. Dispatching the next batch with the first of them
+ * would leave the rest for the batch after, and a closed population of clients settles into
+ * two groups that take turns, each waiting for two fdatasyncs per round trip. So after a sync
+ * (that took at least opt.gather_min_sync_us) the next batch waits until as many records are
+ * buffered as the finished batch held (plus what was already waiting), or gather_ms passed:
+ * one group, one fdatasync per round trip.
  * Only the job touches the segment fd while it is in flight; one job at a time keeps bytes in
  * lsn order. A segment is closed only after an fdatasync, so a later segment never exists
  * next to a torn earlier one: corruption that is not at the very end is real corruption.
@@ -76,6 +88,7 @@ struct wal_job {
     uint64_t off; /* in/out: write offset in fd */
     bool sync;
     uint64_t last_lsn;
+    uint64_t records;
     const char *dir;
     int err;              /* out */
     bool synced;          /* out: fdatasync of everything done */
@@ -113,7 +126,15 @@ struct wal {
     struct wal_job job;
     bool busy, commit_wanted, sync_wanted;
     uv_work_t work;
-    uv_timer_t sync_timer, child_timer;
+    /* The everysec sync job: fdatasync of a dup of the segment fd, concurrent with writes. */
+    uv_work_t sync_work;
+    bool sync_busy;
+    int sync_fd, sync_err;
+    uint64_t sync_upto, sync_us;
+    uv_timer_t sync_timer, child_timer, gather_timer;
+    uint64_t pending_records; /* appended since the last dispatch */
+    bool gathering;
+    uint64_t gather_target; /* dispatch once pending_records reaches this */
     int open_handles;
 
     pid_t child;
@@ -306,6 +327,7 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
     w->loop = loop;
     w->lock_fd = lock_fd;
     w->fd = -1;
+    w->sync_fd = -1;
     w->next_lsn = 1;
     buf_init(&w->pending);
     buf_init(&w->job.data);
@@ -325,9 +347,11 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
     if (loop) {
         uv_timer_init(loop, &w->sync_timer);
         uv_timer_init(loop, &w->child_timer);
+        uv_timer_init(loop, &w->gather_timer);
         w->sync_timer.data = w;
         w->child_timer.data = w;
-        w->open_handles = 2;
+        w->gather_timer.data = w;
+        w->open_handles = 3;
         if (w->opt.fsync == WAL_FSYNC_EVERYSEC) {
             uv_timer_start(&w->sync_timer, sync_timer_cb, 1000, 1000);
             uv_unref((uv_handle_t *)&w->sync_timer);
@@ -737,6 +761,7 @@ static void place_rotation(struct wal *w)
 static void appended(struct wal *w, size_t size, uint64_t term)
 {
     w->next_lsn++;
+    w->pending_records++;
     w->last_term = term;
     w->cur_seg_bytes += size;
     w->growth += size;
@@ -821,6 +846,23 @@ static void run_job(struct wal_job *j)
 
 static void finish_close(struct wal *w);
 
+/* Stops gathering and starts the batch that waited, if any. */
+static void gather_end(struct wal *w)
+{
+    w->gathering = false;
+    uv_timer_stop(&w->gather_timer);
+    w->commit_wanted = false;
+    if (w->err == 0 && !w->busy && w->pending.len > 0)
+        dispatch(w);
+}
+
+static void gather_timer_cb(uv_timer_t *t)
+{
+    struct wal *w = t->data;
+    if (w->gathering)
+        gather_end(w);
+}
+
 static void job_done(struct wal *w)
 {
     struct wal_job *j = &w->job;
@@ -864,6 +906,16 @@ static void job_done(struct wal *w)
     j->data.len = 0;
     if (j->data.cap > KEEP_BUF_BYTES)
         buf_free(&j->data);
+    if (w->err == 0 && !w->closing && j->synced && w->loop && w->opt.gather_ms > 0 &&
+        j->us >= w->opt.gather_min_sync_us) {
+        /* Let the clients this sync released come back before the next batch starts. */
+        w->gathering = true;
+        w->gather_target = w->pending_records + j->records;
+        uv_timer_start(&w->gather_timer, gather_timer_cb, w->opt.gather_ms, 0);
+        if (w->pending_records >= w->gather_target)
+            gather_end(w);
+        return;
+    }
     if (w->err == 0 && (w->commit_wanted || w->sync_wanted || w->closing) &&
         (w->pending.len > 0 || w->sync_wanted ||
          (w->closing && !j->sync && w->durable_lsn < w->written_lsn))) {
@@ -906,12 +958,15 @@ static void dispatch(struct wal *w)
     j->sync = w->opt.fsync == WAL_FSYNC_ALWAYS || w->sync_wanted || w->closing;
     w->sync_wanted = false;
     j->last_lsn = w->next_lsn - 1;
+    j->records = w->pending_records;
+    w->pending_records = 0;
     j->dir = w->dir;
     j->err = 0;
     j->synced = false;
     j->synced_upto = 0;
     w->busy = true;
-    if (w->loop) {
+    /* A plain write runs inline (see the header); syncs and segment switches go to the pool. */
+    if (w->loop && (j->sync || j->rots.n > 0)) {
         w->work.data = w;
         uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
     } else {
@@ -930,20 +985,85 @@ int wal_commit(struct wal *w)
         w->commit_wanted = true;
         return 0;
     }
+    if (w->gathering) {
+        if (w->pending_records < w->gather_target) {
+            w->commit_wanted = true;
+            return 0;
+        }
+        gather_end(w);
+        return w->err;
+    }
     dispatch(w);
     return w->err;
+}
+
+static void sync_work_cb(uv_work_t *req)
+{
+    struct wal *w = req->data;
+    uint64_t t0 = clock_now_us();
+    w->sync_err = fsio_fdatasync(w->sync_fd);
+    fsio_close(w->sync_fd);
+    w->sync_us = clock_now_us() - t0;
+}
+
+static void sync_after_cb(uv_work_t *req, int status)
+{
+    struct wal *w = req->data;
+    TD_ASSERT(status == 0);
+    w->sync_busy = false;
+    w->sync_fd = -1;
+    if (w->sync_err) {
+        set_error(w, w->sync_err);
+    } else if (w->err == 0) {
+        w->syncs++;
+        w->last_sync_us = w->sync_us;
+        if (w->sync_upto > w->durable_lsn) {
+            w->durable_lsn = w->sync_upto;
+            if (w->opt.on_durable)
+                w->opt.on_durable(w->opt.ud, w->durable_lsn);
+        }
+    }
+    if (w->closing)
+        finish_close(w);
+}
+
+/* Starts the sync job for everything written so far. The segment fd is dup()ed so that the
+ * job's fd stays valid whatever the write path does meanwhile (a later segment switch closes
+ * the original after its own fdatasync). */
+static void start_sync(struct wal *w)
+{
+    int fd = dup(w->fd);
+    if (fd == -1) {
+        set_error(w, -errno);
+        return;
+    }
+    w->sync_fd = fd;
+    w->sync_upto = w->written_lsn;
+    w->sync_err = 0;
+    w->sync_busy = true;
+    w->sync_work.data = w;
+    uv_queue_work(w->loop, &w->sync_work, sync_work_cb, sync_after_cb);
 }
 
 static void sync_timer_cb(uv_timer_t *t)
 {
     struct wal *w = t->data;
-    if (w->err || w->closing || !w->recovered)
+    if (w->err || w->closing || !w->recovered || w->sync_busy)
         return;
-    if (w->written_lsn > w->durable_lsn || w->pending.len > 0) {
+    if (w->written_lsn <= w->durable_lsn && w->pending.len == 0)
+        return;
+    if (w->busy || w->pending_rots.n > 0) {
+        /* A job owns the fd, or the buffered bytes open a new segment: the next pool job
+         * writes and fdatasyncs (the old way, which holds the commits behind it). */
         w->sync_wanted = true;
         if (!w->busy)
             dispatch(w);
+        return;
     }
+    if (w->pending.len > 0)
+        dispatch(w); /* inline write */
+    if (w->err == 0 && w->fd >= 0 && w->written_lsn > w->durable_lsn)
+        start_sync(w);
 }
 
 uint64_t wal_last_lsn(const struct wal *w)
@@ -973,7 +1093,7 @@ uint64_t wal_first_lsn(const struct wal *w)
 
 bool wal_is_idle(const struct wal *w)
 {
-    return !w->busy && w->pending.len == 0;
+    return !w->busy && !w->sync_busy && w->pending.len == 0;
 }
 
 static uint64_t log_bytes(const struct wal *w)
@@ -1325,7 +1445,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
         *ndiscarded = 0;
     if (w->err)
         return w->err;
-    if (w->busy || w->pending.len > 0 || w->child > 0)
+    if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
         return -EBUSY;
     if (lsn < w->snap_lsn)
         return -ERANGE;
@@ -1419,7 +1539,7 @@ int wal_install_snapshot(struct wal *w, const char *path)
     TD_ASSERT(w->recovered);
     if (w->err)
         return w->err;
-    if (w->busy || w->pending.len > 0 || w->child > 0)
+    if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
         return -EBUSY;
     struct snapshot_info info;
     int r = snapshot_load(path, NULL, NULL, &info, NULL, 0);
@@ -1475,7 +1595,7 @@ static void handle_closed(uv_handle_t *h)
 
 static void finish_close(struct wal *w)
 {
-    if (w->busy)
+    if (w->busy || w->sync_busy)
         return;
     fsio_close(w->fd);
     w->fd = -1;
@@ -1494,6 +1614,7 @@ static void finish_close(struct wal *w)
     if (w->loop && w->open_handles > 0) {
         uv_close((uv_handle_t *)&w->sync_timer, handle_closed);
         uv_close((uv_handle_t *)&w->child_timer, handle_closed);
+        uv_close((uv_handle_t *)&w->gather_timer, handle_closed);
         return;
     }
     wal_close_cb cb = w->close_cb;
@@ -1519,6 +1640,10 @@ void wal_close(struct wal *w, wal_close_cb cb, void *ud)
         uv_timer_stop(&w->child_timer);
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         snapshot_ended(w, ok ? 0 : -ECANCELED, w->child_lsn, w->child_term, 0);
+    }
+    if (w->gathering) {
+        w->gathering = false;
+        uv_timer_stop(&w->gather_timer);
     }
     if (!w->busy && w->err == 0 && w->recovered &&
         (w->pending.len > 0 || w->durable_lsn < w->written_lsn)) {

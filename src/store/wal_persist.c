@@ -26,6 +26,11 @@
 #include "store/keyspace.h"
 
 #define DEFAULT_CHECK_MS 100
+/* fsync=always: gather the next batch for up to 1 ms (libuv's timer resolution) after an
+ * fdatasync that took 0.5 ms or more; below that the disk is fast enough that waiting for
+ * stragglers would cost more than a second fdatasync. */
+#define GATHER_MS 1
+#define GATHER_MIN_SYNC_US 500
 
 struct wal_persist {
     struct wal *wal;
@@ -182,15 +187,16 @@ static void ops_info(void *ud, struct buf *o)
                st.last_snapshot_status == 0 ? "ok" : td_errname(st.last_snapshot_status),
                last_snap_sec, st.last_snapshot_ms, wp->cfg.snapshot_min_bytes,
                wp->cfg.snapshot_growth_pct);
-    buf_printf(o,
-               "tandem_recovered_snapshot_lsn:%" PRIu64 "\r\ntandem_recovered_snapshot_items:%" PRIu64
-               "\r\ntandem_recovered_records:%" PRIu64 "\r\ntandem_recovered_last_lsn:%" PRIu64
-               "\r\ntandem_recovered_truncated_bytes:%" PRIu64 "\r\ntandem_recovery_ms:%" PRIu64
-               "\r\n",
-               wp->rep.snapshot_lsn, wp->rep.snapshot_items, wp->rep.records, wp->rep.last_lsn,
-               wp->rep.truncated_bytes, wp->rep.elapsed_ms);
+    buf_printf(
+        o,
+        "tandem_recovered_snapshot_lsn:%" PRIu64 "\r\ntandem_recovered_snapshot_items:%" PRIu64
+        "\r\ntandem_recovered_records:%" PRIu64 "\r\ntandem_recovered_last_lsn:%" PRIu64
+        "\r\ntandem_recovered_truncated_bytes:%" PRIu64 "\r\ntandem_recovery_ms:%" PRIu64 "\r\n",
+        wp->rep.snapshot_lsn, wp->rep.snapshot_items, wp->rep.records, wp->rep.last_lsn,
+        wp->rep.truncated_bytes, wp->rep.elapsed_ms);
 }
 
+/* The table the server calls; ud is the struct wal_persist. */
 const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush, ops_save, ops_info};
 
 /* --- automatic snapshots --- */
@@ -226,6 +232,8 @@ static void check_timer_cb(uv_timer_t *t)
 
 /* --- life cycle --- */
 
+/* Opens and recovers dir into db (see the header). The log's callbacks point at wp, which lives
+ * until wal_persist_close; db must stay alive as long. Loop thread (or no loop: tests). */
 int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_loop_t *loop,
                      struct db *db, struct wal_persist **out, struct wal_recovery *rep, char *err,
                      size_t errlen)
@@ -242,6 +250,8 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     o.segment_bytes = cfg->segment_bytes;
     o.snapshot_in_process = cfg->snapshot_in_process;
     o.repair = cfg->repair;
+    o.gather_ms = GATHER_MS;
+    o.gather_min_sync_us = GATHER_MIN_SYNC_US;
     o.on_durable = on_durable;
     o.on_written = on_written;
     o.on_error = on_error;
@@ -268,6 +278,8 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     return 0;
 }
 
+/* Starts the timer that checks the automatic snapshot rule every check_interval_ms. Called once,
+ * after the server is listening. */
 void wal_persist_start(struct wal_persist *wp)
 {
     TD_ASSERT(wp->loop != NULL && !wp->timer_open);
@@ -278,6 +290,7 @@ void wal_persist_start(struct wal_persist *wp)
                    wp->cfg.check_interval_ms);
 }
 
+/* Returns the log (borrowed for wp's life). */
 struct wal *wal_persist_wal(struct wal_persist *wp)
 {
     return wp->wal;
@@ -304,6 +317,9 @@ static void wal_closed(void *ud)
     one_closed(ud);
 }
 
+/* Closes the timer and the log (final write + fsync, a running snapshot child is stopped), then
+ * frees wp and calls cb(ud) on the loop thread. From now on nothing reaches the server's durable
+ * callback or on_error. */
 void wal_persist_close(struct wal_persist *wp, wal_persist_closed_cb cb, void *ud)
 {
     TD_ASSERT(!wp->closing);

@@ -115,7 +115,7 @@ static void test_log_snapshot_recover(void **state)
     (void)state;
     char *dir = tu_mkdtemp();
     char err[256];
-    struct wal_options opt = {WAL_FSYNC_NO, 0, true, false, NULL, NULL, NULL};
+    struct wal_options opt = {.fsync = WAL_FSYNC_NO, .snapshot_in_process = true};
     struct wal *w;
     assert_int_equal(wal_open(dir, &opt, NULL, &w, err, sizeof(err)), 0);
     struct wal_recovery rep;

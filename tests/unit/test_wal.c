@@ -971,7 +971,8 @@ static void test_written_everysec_before_sync(void **state)
     for (uint64_t lsn = 1; lsn <= 10; lsn++)
         append_op(c.w, lsn);
     assert_int_equal(wal_commit(c.w), 0);
-    /* The write runs on the thread pool: nothing is reported from inside wal_commit. */
+    /* The first batch creates the first segment, which runs on the thread pool: nothing is
+     * reported from inside wal_commit. */
     assert_int_equal(c.written_calls, 0);
     uint64_t t0 = uv_now(&loop);
     while (c.written_max < 10 && uv_run(&loop, UV_RUN_ONCE))
@@ -984,28 +985,94 @@ static void test_written_everysec_before_sync(void **state)
     assert_true(c.durable_at_written < 10);
     assert_int_equal(c.durable_calls, 0);
     assert_true(uv_now(&loop) - t0 < 900);
-    /* A second batch: one more report, covering it. */
+    /* A plain write into the open segment runs inline: reported from inside wal_commit, with
+     * the bytes already in the file. */
     for (uint64_t lsn = 11; lsn <= 12; lsn++)
         append_op(c.w, lsn);
     assert_int_equal(wal_commit(c.w), 0);
-    while (c.written_max < 12 && uv_run(&loop, UV_RUN_ONCE))
-        ;
     assert_int_equal(c.written_calls, 2);
+    assert_int_equal(c.written_max, 12);
     assert_int_equal(c.on_disk_at_written, 12);
-    /* Then the timer's fdatasync makes it durable, without another written report (a ref'd
-     * timer keeps the loop running: the log's own sync timer does not). */
+    /* Then the timer's sync job makes it durable, without another written report (a ref'd
+     * timer keeps the loop running: the log's own sync timer does not). Writes go on while
+     * that job runs. */
     uv_timer_t deadline;
     uv_timer_init(&loop, &deadline);
     uv_timer_start(&deadline, deadline_cb, 5000, 0);
-    while (c.durable_max < 12 && uv_run(&loop, UV_RUN_ONCE))
-        ;
+    uint64_t next = 13;
+    while (c.durable_max < 12 && uv_run(&loop, UV_RUN_ONCE)) {
+        if (next < 40) {
+            append_op(c.w, next++);
+            assert_int_equal(wal_commit(c.w), 0);
+            assert_int_equal(c.written_max, next - 1);
+        }
+    }
     uv_close((uv_handle_t *)&deadline, NULL);
-    assert_int_equal(wal_durable_lsn(c.w), 12);
-    assert_int_equal(c.written_calls, 2);
+    assert_true(wal_durable_lsn(c.w) >= 12);
+    assert_int_equal(wal_written_lsn(c.w), next - 1);
     wal_close(c.w, wr_closed, &c);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_true(c.closed);
     assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void wr_error(void *ud, int err)
+{
+    struct written_ctx *c = ud;
+    c->durable_calls += 1000; /* recorded apart from the durable count */
+    (void)err;
+}
+
+/* everysec: a failed fdatasync in the sync job, and a failed inline write, each break the log
+ * for good, are reported once through on_error, and never advance the durable lsn. */
+static void test_everysec_sync_and_write_errors(void **state)
+{
+    (void)state;
+    for (int which = 0; which < 2; which++) {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct written_ctx c;
+        memset(&c, 0, sizeof(c));
+        struct wal_options o = written_opts(WAL_FSYNC_EVERYSEC, &c);
+        o.on_error = wr_error;
+        written_open(&o, &loop, &c);
+        append_op(c.w, 1);
+        assert_int_equal(wal_commit(c.w), 0);
+        while (c.written_max < 1 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        struct fsio_fault f = {.at = 1, .ops = 1u << (which == 0 ? FSIO_OP_SYNC : FSIO_OP_WRITE)};
+        fsio_fault_set(&f);
+        append_op(c.w, 2);
+        int rc = wal_commit(c.w);
+        uv_timer_t deadline;
+        uv_timer_init(&loop, &deadline);
+        if (which == 0) {
+            /* The write succeeds inline; the timer's sync job fails. */
+            assert_int_equal(rc, 0);
+            assert_int_equal(c.written_max, 2);
+            uv_timer_start(&deadline, deadline_cb, 5000, 0);
+            while (c.durable_calls < 1000 && uv_run(&loop, UV_RUN_ONCE))
+                ;
+        } else {
+            /* The inline write fails inside wal_commit. */
+            assert_int_equal(rc, -EIO);
+            assert_int_equal(c.written_max, 1);
+        }
+        uv_close((uv_handle_t *)&deadline, NULL);
+        fsio_fault_clear();
+        assert_int_equal(c.durable_calls, 1000); /* one error, no durable report */
+        assert_int_equal(wal_durable_lsn(c.w), 0);
+        assert_int_equal(wal_append(c.w, 1, 0, NULL, NULL), -EIO);
+        struct wal_stats st;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.io_error, -EIO);
+        wal_close(c.w, wr_closed, &c);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_true(c.closed);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        tu_rmtree(dir);
+        dir = tu_mkdtemp();
+    }
 }
 
 /* always: written and durable advance together, written reported first; in synchronous mode
@@ -1044,6 +1111,68 @@ static void test_written_always_and_sync_mode(void **state)
     wal_close(c.w, wr_closed, &c);
     assert_true(c.closed);
     assert_int_equal(c.durable_max, 8); /* close syncs */
+}
+
+/* fsync=always gathering: after a sync, the next batch starts once as many records as the synced
+ * batch held are buffered, or after gather_ms; a close during gathering still writes them. */
+static void test_always_gathers_the_next_batch(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+    o.gather_ms = 50;
+    o.gather_min_sync_us = 0;
+    written_open(&o, &loop, &c);
+    struct wal_stats st;
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 1);
+    /* Half of the batch came back: held. */
+    for (uint64_t lsn = 11; lsn <= 15; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 1);
+    assert_int_equal(st.written_lsn, 10);
+    /* All of it: dispatched at once, one fdatasync for the ten. */
+    for (uint64_t lsn = 16; lsn <= 20; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    uint64_t t0 = uv_now(&loop);
+    while (c.durable_max < 20 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_true(uv_now(&loop) - t0 < 45);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 2);
+    /* Fewer come back: they go after gather_ms. */
+    for (uint64_t lsn = 21; lsn <= 23; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    t0 = uv_now(&loop);
+    while (c.durable_max < 23 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_int_equal(c.durable_max, 23);
+    assert_true(uv_now(&loop) - t0 >= 40);
+    /* Closing while gathering writes what waits. */
+    append_op(c.w, 24);
+    assert_int_equal(wal_commit(c.w), 0);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.written_lsn, 23);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(c.durable_max, 24);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void snap_done(void *ud, int status, uint64_t lsn)
@@ -1151,6 +1280,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_always_and_sync_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_everysec_sync_and_write_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_always_gathers_the_next_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
     };
