@@ -5,8 +5,10 @@
 # loopback ports with the same setting, then each test at each pipeline depth runs against one
 # server and immediately after against the other (which one goes first alternates), so a load
 # swing on a shared machine hits both sides of a pair. Prints every raw result as a comment, then
-# a markdown table: medians over the runs, their ratio, and the median of the per-run ratios
-# ("paired", the fairer figure when the machine's load changes during the benchmark).
+# a markdown table: medians over the runs, their ratio, the median of the per-run ratios
+# ("paired", the fairer figure when the machine's load changes during the benchmark), and the
+# median CPU time (user + system, all threads) each server spent per request, which a busy
+# machine disturbs much less than throughput.
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
@@ -92,11 +94,21 @@ stop_server() {
     wait "$1" 2>/dev/null || true
 }
 
-# bench PORT PIPELINE TEST -> line "TEST RPS"
+# CPU time (user + system, all threads) the process PID has used, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# bench PORT PIPELINE TEST PID -> line "TEST RPS CPU_US_PER_OP" (the server's CPU per request)
 bench() {
-    redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
+    local c0 c1 line
+    c0=$(cpu_ticks "$4")
+    line=$(redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
         tr '\r' '\n' | grep "requests per second" |
-        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/'
+        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/')
+    c1=$(cpu_ticks "$4")
+    echo "$line $(awk -v d=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN {printf "%.2f", d / hz * 1e6 / n}')"
 }
 
 median() {
@@ -123,11 +135,11 @@ for fsync in "${fsync_list[@]}"; do
                 (( (run + i) % 2 == 0 )) && order=(redis tandem)
                 i=$((i + 1))
                 for kind in "${order[@]}"; do
-                    port=$tport
-                    [[ $kind == redis ]] && port=$rport
-                    bench "$port" "$p" "$t" | while read -r tn rps; do
-                        echo "$fsync $p $tn $kind $rps $run" >>"$results"
-                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps"
+                    port=$tport pid=$tpid
+                    [[ $kind == redis ]] && port=$rport pid=$rpid
+                    bench "$port" "$p" "$t" "$pid" | while read -r tn rps cpu; do
+                        echo "$fsync $p $tn $kind $rps $run $cpu" >>"$results"
+                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps cpu_us_per_op=$cpu"
                     done
                 done
             done
@@ -140,8 +152,9 @@ done
 
 if [[ -s $results ]]; then
     echo
-    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |" \
+         "tandem CPU µs/op | redis CPU µs/op |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for fsync in "${fsync_list[@]}"; do
         for p in "${pipe_list[@]}"; do
             for t in $(echo "$tests" | tr a-z A-Z | tr , ' '); do
@@ -153,8 +166,10 @@ if [[ -s $results ]]; then
                 paired=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t {v[$6, $4]=$5; r[$6]=1}
                          END {for (k in r) if (v[k, "redis"] > 0) print v[k, "tandem"] / v[k, "redis"]}' \
                          "$results" | median)
-                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f |\n" "$fsync" "$t" "$p" "$tm" "$rm_" \
-                    "$ratio" "$paired"
+                tc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="tandem" {print $7}' "$results" | median)
+                rc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $7}' "$results" | median)
+                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f |\n" "$fsync" "$t" "$p" \
+                    "$tm" "$rm_" "$ratio" "$paired" "$tc" "$rc"
             done
         done
     done

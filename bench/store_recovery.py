@@ -118,6 +118,8 @@ def one(kind, scenario, n, tmp):
             wait_keys(port, 0, p, 30)
             r = load(port, n)
             if scenario == "snapshot":
+                # (an automatic rewrite may be running already: wait for it first)
+                wait_persisted(kind, r)
                 r.execute_command("SAVE" if kind == "tandem" else "BGREWRITEAOF")
             wait_persisted(kind, r)
             time.sleep(1.2)  # everysec: let the last fdatasync happen, as after a quiet second

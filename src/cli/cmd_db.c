@@ -223,11 +223,11 @@ static int recover(struct db_main *m, const struct db_config *cfg, struct db *db
         return -1;
     }
     log_notice("db", "recovered",
-               "snapshot_lsn=%" PRIu64 " snapshot_items=%" PRIu64 " log_records=%" PRIu64
+               "snapshot_lsn=%" PRIu64 " snapshot_keys=%" PRIu64 " log_records=%" PRIu64
                " last_lsn=%" PRIu64 " term=%" PRIu64 " keys=%" PRIu64 " truncated_bytes=%" PRIu64
                " ms=%" PRIu64,
-               rep.snapshot_lsn, rep.snapshot_items, rep.records, rep.last_lsn, rep.last_term,
-               keyspace_size(db->ks), rep.truncated_bytes, clock_now_ms() - t0);
+               rep.snapshot_lsn, wal_persist_snapshot_keys(m->wp), rep.records, rep.last_lsn,
+               rep.last_term, keyspace_size(db->ks), rep.truncated_bytes, clock_now_ms() - t0);
     return 0;
 }
 

@@ -43,6 +43,7 @@ struct wal_persist {
     void *durable_ctx;
     uint64_t term;
     struct wal_recovery rep;
+    uint64_t snapshot_keys;     /* keys the startup loaded from the snapshot */
     uint64_t dirty_at_snapshot; /* db->dirty when the running snapshot started */
     uint64_t auto_snapshots, saves;
     int64_t last_save_wall_ms; /* last successful snapshot (or startup), Unix ms */
@@ -162,8 +163,8 @@ static void ops_info(void *ud, struct buf *o)
                "\r\naof_current_size:%" PRIu64 "\r\naof_base_size:%" PRIu64
                "\r\naof_buffer_length:%" PRIu64 "\r\n",
                st.snapshot_running, wp->last_save_wall_ms / 1000, last_ok, last_snap_dur,
-               st.snapshots, wp->rep.snapshot_items, st.snapshot_running, last_snap_dur,
-               st.snapshots, last_ok, st.io_error ? "err" : "ok", st.log_bytes, st.snapshot_bytes,
+               st.snapshots, wp->snapshot_keys, st.snapshot_running, last_snap_dur, st.snapshots,
+               last_ok, st.io_error ? "err" : "ok", st.log_bytes, st.snapshot_bytes,
                st.pending_bytes);
     buf_printf(o,
                "tandem_persistence:wal\r\ntandem_fsync:%s\r\ntandem_term:%" PRIu64
@@ -189,15 +190,33 @@ static void ops_info(void *ud, struct buf *o)
                wp->cfg.snapshot_growth_pct);
     buf_printf(
         o,
-        "tandem_recovered_snapshot_lsn:%" PRIu64 "\r\ntandem_recovered_snapshot_items:%" PRIu64
+        "tandem_recovered_snapshot_lsn:%" PRIu64 "\r\ntandem_recovered_snapshot_keys:%" PRIu64
         "\r\ntandem_recovered_records:%" PRIu64 "\r\ntandem_recovered_last_lsn:%" PRIu64
         "\r\ntandem_recovered_truncated_bytes:%" PRIu64 "\r\ntandem_recovery_ms:%" PRIu64 "\r\n",
-        wp->rep.snapshot_lsn, wp->rep.snapshot_items, wp->rep.records, wp->rep.last_lsn,
+        wp->rep.snapshot_lsn, wp->snapshot_keys, wp->rep.records, wp->rep.last_lsn,
         wp->rep.truncated_bytes, wp->rep.elapsed_ms);
 }
 
 /* The table the server calls; ud is the struct wal_persist. */
 const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush, ops_save, ops_info};
+
+/* snapshot_load_fn for recovery: persist_snapshot_load, counting the keys (items other than
+ * hints and records) for INFO's rdb_last_load_keys_loaded. */
+static int load_item(void *ud, const struct snapshot_item *it)
+{
+    struct wal_persist *wp = ud;
+    int r = persist_snapshot_load(wp->db, it);
+    if (r == 0 && (it->type == SNAPSHOT_TYPE_STRING || it->type == SNAPSHOT_TYPE_HASH))
+        wp->snapshot_keys++;
+    return r;
+}
+
+static int apply_record(void *ud, uint64_t lsn, uint64_t term, size_t argc,
+                        const struct slice *argv)
+{
+    struct wal_persist *wp = ud;
+    return persist_wal_apply(wp->db, lsn, term, argc, argv);
+}
 
 /* --- automatic snapshots --- */
 
@@ -261,7 +280,7 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
         free(wp);
         return r;
     }
-    r = wal_recover(wp->wal, persist_snapshot_load, persist_wal_apply, db, &wp->rep, err, errlen);
+    r = wal_recover(wp->wal, load_item, apply_record, wp, &wp->rep, err, errlen);
     if (r != 0) {
         wp->closing = true;
         wal_close(wp->wal, NULL, NULL);
@@ -288,6 +307,12 @@ void wal_persist_start(struct wal_persist *wp)
     wp->timer_open = true;
     uv_timer_start(&wp->timer, check_timer_cb, wp->cfg.check_interval_ms,
                    wp->cfg.check_interval_ms);
+}
+
+/* Keys the startup loaded from the snapshot (its items other than hints). */
+uint64_t wal_persist_snapshot_keys(const struct wal_persist *wp)
+{
+    return wp->snapshot_keys;
 }
 
 /* Returns the log (borrowed for wp's life). */

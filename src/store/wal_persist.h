@@ -55,6 +55,8 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
                      size_t errlen);
 /* Starts the automatic snapshot timer (needs a loop). */
 void wal_persist_start(struct wal_persist *wp);
+/* Keys the startup loaded from the snapshot. */
+uint64_t wal_persist_snapshot_keys(const struct wal_persist *wp);
 /* The log, for inspection (borrowed). */
 struct wal *wal_persist_wal(struct wal_persist *wp);
 /* Writes everything appended, fsyncs it, stops a running snapshot child, frees wp and then
