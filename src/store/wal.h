@@ -71,13 +71,13 @@ struct wal_options {
     bool repair;               /* truncate at the first bad record even when valid ones follow */
     wal_durable_cb on_durable; /* may be NULL */
     wal_error_cb on_error;     /* may be NULL */
+    void *ud;
     wal_written_cb on_written; /* may be NULL */
     /* fsync=always with a loop: after an fdatasync that took at least gather_min_sync_us, the
      * next batch waits up to gather_ms for as many records as the synced batch held (the
      * clients it released coming back), so they share one fdatasync. 0: off. */
     unsigned gather_ms;
     uint64_t gather_min_sync_us;
-    void *ud;
 };
 
 struct wal_recovery {
