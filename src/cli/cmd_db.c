@@ -284,11 +284,7 @@ int cmd_db_main(int argc, char **argv)
         cfg_free(db_table, &cfg);
         return 2;
     }
-    if (!cfg.in_memory && check_dir(cfg.dir, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tandem db: %s\n", err);
-        cfg_free(db_table, &cfg);
-        return 2;
-    }
+    /* Before the directory is created: printing the configuration changes nothing. */
     if (dump) {
         char *pw = cfg.requirepass;
         cfg.requirepass = pw ? "(set)" : NULL;
@@ -296,6 +292,11 @@ int cmd_db_main(int argc, char **argv)
         cfg.requirepass = pw;
         cfg_free(db_table, &cfg);
         return 0;
+    }
+    if (!cfg.in_memory && check_dir(cfg.dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem db: %s\n", err);
+        cfg_free(db_table, &cfg);
+        return 2;
     }
     log_init("db", NULL);
     log_set_level(level);

@@ -78,6 +78,10 @@ struct wal_options {
      * clients it released coming back), so they share one fdatasync. 0: off. */
     unsigned gather_ms;
     uint64_t gather_min_sync_us;
+    /* Keep this many bytes of zeros written ahead of the log's end (topped up when half is
+     * used), so that an fdatasync after a record changes no file size and flushes data only;
+     * recovery reads zeros after the last record as padding. Worth it with fsync=always. 0: off. */
+    uint64_t prealloc_bytes;
 };
 
 struct wal_recovery {

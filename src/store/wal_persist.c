@@ -31,6 +31,9 @@
  * stragglers would cost more than a second fdatasync. */
 #define GATHER_MS 1
 #define GATHER_MIN_SYNC_US 500
+/* fsync=always: zeros written ahead of the log's end, so that each fdatasync flushes data only
+ * (no new file size to journal): about half the fdatasync time on ext4 here. */
+#define PREALLOC_BYTES (1u << 20)
 
 struct wal_persist {
     struct wal *wal;
@@ -271,6 +274,7 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     o.repair = cfg->repair;
     o.gather_ms = GATHER_MS;
     o.gather_min_sync_us = GATHER_MIN_SYNC_US;
+    o.prealloc_bytes = cfg->fsync == WAL_FSYNC_ALWAYS ? PREALLOC_BYTES : 0;
     o.on_durable = on_durable;
     o.on_written = on_written;
     o.on_error = on_error;

@@ -32,6 +32,14 @@ def test_help_describes_durability():
     assert "kill -9" in r.stdout and "NOT YET WIRED" not in r.stdout
 
 
+def test_dump_config_creates_nothing(tmp_path):
+    r = subprocess.run([TANDEM, "db", "--dump-config"], capture_output=True, text=True,
+                       timeout=10, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "dir = tandem-data/db" in r.stdout.splitlines()
+    assert os.listdir(tmp_path) == []
+
+
 def test_dump_config(tmp_path):
     r = subprocess.run([TANDEM, "db", "--dump-config", "--dir", str(tmp_path), "--requirepass",
                         "hush", "--max-clients", "7", "--idle-timeout", "2s"],

@@ -226,11 +226,15 @@ static struct wal *open_recover(const struct wal_options *o, uv_loop_t *loop, ui
     return w;
 }
 
+/* Preallocation for every log opened through opts() (the fault loops run with and without). */
+static uint64_t prealloc_bytes;
+
 static struct wal_options opts(enum wal_fsync mode, struct track *t)
 {
     struct wal_options o;
     memset(&o, 0, sizeof(o));
     o.fsync = mode;
+    o.prealloc_bytes = prealloc_bytes;
     o.on_durable = on_durable;
     o.on_error = on_error;
     o.ud = t;
@@ -770,6 +774,63 @@ static void test_crash_tear_fsync_no(void **state)
     fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_NO, "crash tear, fsync=no");
 }
 
+/* With preallocation every segment ends in zero padding: the same crash and error loops must
+ * recover exactly a prefix holding every durable record, and never take the padding for a torn
+ * tail when nothing was torn. */
+static void test_prealloc_faults(void **state)
+{
+    (void)state;
+    prealloc_bytes = 700;
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_ALWAYS, "prealloc crash tear");
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_GARBAGE, WAL_FSYNC_ALWAYS,
+               "prealloc crash garbage");
+    fault_loop(FSIO_FAULT_ERROR, false, 0, WAL_FSYNC_ALWAYS, "prealloc error once");
+    prealloc_bytes = 0;
+}
+
+static void test_prealloc_padding_is_not_damage(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    prealloc_bytes = 4096;
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 2000;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 100; lsn++) {
+        assert_int_equal(append_op(w, lsn), 0);
+        if (lsn % 3 == 0)
+            assert_int_equal(wal_commit(w), 0);
+    }
+    wal_close(w, NULL, NULL);
+    /* Every segment is longer than its records: zero padding. */
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 1, 0, NULL, NULL, &sc);
+    assert_true(sc.good_len < n && n >= 4096);
+    for (size_t i = sc.good_len; i < n; i++)
+        assert_int_equal(c[i], 0);
+    free(c);
+    assert_true(count_files("wal-") > 3);
+    /* Recovery: no truncation, no warning, and appends continue at the end of the records. */
+    for (int round = 0; round < 2; round++) {
+        struct wal_recovery rep;
+        w = open_recover(&o, NULL, &last, &rep, NULL);
+        assert_int_equal(last, 100 + 10 * (uint64_t)round);
+        assert_int_equal(rep.truncated_bytes, 0);
+        assert_string_equal(rep.warning, "");
+        for (uint64_t lsn = last + 1; lsn <= last + 10; lsn++)
+            assert_int_equal(append_op(w, lsn), 0);
+        assert_int_equal(wal_commit(w), 0);
+        wal_close(w, NULL, NULL);
+    }
+    assert_int_equal(count_files("torn-"), 0);
+    prealloc_bytes = 0;
+}
+
 /* ---- with a libuv loop: group commit off the loop thread, everysec, fork snapshots ---- */
 
 struct loop_ctx {
@@ -1276,6 +1337,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_tear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_padding_is_not_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
