@@ -5,17 +5,19 @@
 # loopback ports with the same setting, then each test at each pipeline depth runs against one
 # server and immediately after against the other (which one goes first alternates), so a load
 # swing on a shared machine hits both sides of a pair. Prints every raw result as a comment, then
-# a markdown table: medians over the runs, their ratio, and the median of the per-run ratios
-# ("paired", the fairer figure when the machine's load changes during the benchmark).
+# a markdown table: medians over the runs, their ratio, the median of the per-run ratios
+# ("paired", the fairer figure when the machine's load changes during the benchmark), and the
+# median CPU time (user + system, all threads) each server spent per request, which a busy
+# machine disturbs much less than throughput.
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
 #                  [--memory [--keys 1000000]]
 #
-# --fsync none      redis: --appendonly no;                 tandem: no persistence
+# --fsync none      redis: --appendonly no;                 tandem: --in-memory
 # --fsync everysec  redis: --appendonly yes --appendfsync everysec; tandem: --fsync everysec
 # --fsync always    redis: --appendonly yes --appendfsync always;   tandem: --fsync always
-# Rows for everysec/always are skipped (with a note) while tandem's persistence is not wired.
+# (both with their data directory under the same /tmp directory, so on the same file system).
 #
 # --memory loads --keys keys (16-byte keys, 32-byte values, pipelined) into each server and
 # reports INFO used_memory and RSS.
@@ -64,10 +66,6 @@ wait_port() {
     return 1
 }
 
-persistence_wired() {
-    ! "$TANDEM" db --help | grep -q "NOT YET WIRED"
-}
-
 # start_server KIND FSYNC -> prints "PORT PID"
 start_server() {
     local kind=$1 fsync=$2 port dir
@@ -76,7 +74,8 @@ start_server() {
     mkdir -p "$dir"
     if [[ $kind == tandem ]]; then
         local args=(db --listen "127.0.0.1:$port" --dir "$dir")
-        [[ $fsync != none ]] && args+=(--fsync "$fsync")
+        if [[ $fsync == none ]]; then args+=(--in-memory)
+        else args+=(--fsync "$fsync"); fi
         "$TANDEM" "${args[@]}" 2>"$dir/log" &
     else
         local args=(--port "$port" --bind 127.0.0.1 --save "" --dir "$dir" --daemonize no)
@@ -95,11 +94,21 @@ stop_server() {
     wait "$1" 2>/dev/null || true
 }
 
-# bench PORT PIPELINE TEST -> line "TEST RPS"
+# CPU time (user + system, all threads) the process PID has used, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# bench PORT PIPELINE TEST PID -> line "TEST RPS CPU_US_PER_OP" (the server's CPU per request)
 bench() {
-    redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
+    local c0 c1 line
+    c0=$(cpu_ticks "$4")
+    line=$(redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
         tr '\r' '\n' | grep "requests per second" |
-        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/'
+        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/')
+    c1=$(cpu_ticks "$4")
+    echo "$line $(awk -v d=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN {printf "%.2f", d / hz * 1e6 / n}')"
 }
 
 median() {
@@ -114,10 +123,6 @@ IFS=, read -ra pipe_list <<<"$pipelines"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TANDEM" version | head -1 | cut -d' ' -f2), $("$REDIS" --version | cut -d' ' -f3)"
 echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians"
 for fsync in "${fsync_list[@]}"; do
-    if [[ $fsync != none ]] && ! persistence_wired; then
-        echo "# fsync=$fsync: skipped, tandem's persistence is not wired yet"
-        continue
-    fi
     for run in $(seq 1 "$runs"); do
         read -r tport tpid < <(start_server tandem "$fsync")
         read -r rport rpid < <(start_server redis "$fsync")
@@ -130,11 +135,11 @@ for fsync in "${fsync_list[@]}"; do
                 (( (run + i) % 2 == 0 )) && order=(redis tandem)
                 i=$((i + 1))
                 for kind in "${order[@]}"; do
-                    port=$tport
-                    [[ $kind == redis ]] && port=$rport
-                    bench "$port" "$p" "$t" | while read -r tn rps; do
-                        echo "$fsync $p $tn $kind $rps $run" >>"$results"
-                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps"
+                    port=$tport pid=$tpid
+                    [[ $kind == redis ]] && port=$rport pid=$rpid
+                    bench "$port" "$p" "$t" "$pid" | while read -r tn rps cpu; do
+                        echo "$fsync $p $tn $kind $rps $run $cpu" >>"$results"
+                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps cpu_us_per_op=$cpu"
                     done
                 done
             done
@@ -147,8 +152,9 @@ done
 
 if [[ -s $results ]]; then
     echo
-    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |" \
+         "tandem CPU µs/op | redis CPU µs/op |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for fsync in "${fsync_list[@]}"; do
         for p in "${pipe_list[@]}"; do
             for t in $(echo "$tests" | tr a-z A-Z | tr , ' '); do
@@ -160,8 +166,10 @@ if [[ -s $results ]]; then
                 paired=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t {v[$6, $4]=$5; r[$6]=1}
                          END {for (k in r) if (v[k, "redis"] > 0) print v[k, "tandem"] / v[k, "redis"]}' \
                          "$results" | median)
-                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f |\n" "$fsync" "$t" "$p" "$tm" "$rm_" \
-                    "$ratio" "$paired"
+                tc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="tandem" {print $7}' "$results" | median)
+                rc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $7}' "$results" | median)
+                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f |\n" "$fsync" "$t" "$p" \
+                    "$tm" "$rm_" "$ratio" "$paired" "$tc" "$rc"
             done
         done
     done

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* cli/cmd_db.c -- `tandem db`: the Redis-protocol store, single node. Wires the configuration
- * table, the db, the server, signals and (once it exists) the persistence layer. */
+ * table, the db, the persistence layer (store/wal_persist: recovery at startup, the log while
+ * serving, a final fsync at shutdown), the server and signals. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,10 +17,14 @@
 
 #include "base/alloc.h"
 #include "base/cfg.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "store/db.h"
+#include "store/keyspace.h"
 #include "store/server.h"
+#include "store/wal_persist.h"
 
 static const char *const fsync_choices[] = {"always", "everysec", "no", NULL};
 
@@ -27,10 +33,26 @@ static const char *const fsync_choices[] = {"always", "everysec", "no", NULL};
 static const struct cfg_entry db_table[] = {
     {"listen", CFG_ADDR, OFF(listen), 0, 0, "127.0.0.1:6379", NULL,
      "address to listen on, HOST:PORT", 0},
-    {"dir", CFG_STRING, OFF(dir), 0, 0, NULL, NULL, "data directory (required; created if missing)",
-     0},
+    {"dir", CFG_STRING, OFF(dir), 0, 0, "tandem-data/db", NULL,
+     "data directory: log segments and snapshots (created if missing)", 0},
     {"fsync", CFG_ENUM, OFF(fsync), 0, 0, "everysec", fsync_choices,
-     "when the write-ahead log reaches the disk", 0},
+     "always: reply after fdatasync (group commit); everysec/no: reply once written to the "
+     "kernel, fdatasync every second / never",
+     0},
+    {"in-memory", CFG_BOOL, OFF(in_memory), 0, 0, "no", NULL,
+     "no log and no snapshots: every write is lost when the process stops (a cache; Redis "
+     "with appendonly no and save \"\")",
+     0},
+    {"wal-repair", CFG_BOOL, OFF(wal_repair), 0, 0, "no", NULL,
+     "start even if the log is damaged in the middle: cut it there (cut bytes are kept in "
+     "DIR/repaired-<lsn>.bin)",
+     0},
+    {"wal-segment-size", CFG_SIZE, OFF(wal_segment_bytes), 4096, 0, "64mb", NULL,
+     "start a new log segment past this size", 0},
+    {"snapshot-min-log", CFG_SIZE, OFF(snapshot_min_bytes), 0, 0, "64mb", NULL,
+     "automatic snapshot once the log grew past this since the last one ...", 0},
+    {"snapshot-growth", CFG_UINT, OFF(snapshot_growth_pct), 0, 1000000, "100", NULL,
+     "... and past this percentage of the last snapshot's size (0: no automatic snapshots)", 0},
     {"requirepass", CFG_STRING, OFF(requirepass), 0, 0, NULL, NULL,
      "password clients must give with AUTH", 0},
     {"max-bulk", CFG_SIZE, OFF(max_bulk), 1, 0xffffffffu, "512mb", NULL,
@@ -54,23 +76,40 @@ static const char about[] =
     "The stateful tier: a Redis-protocol (RESP2) key-value server. Strings and hashes with\n"
     "expiry; redis-cli, redis-benchmark and redis-py work unmodified.\n"
     "\n"
-    "PERSISTENCE IS NOT YET WIRED: the write-ahead log and snapshots exist (docs/wal.md) but\n"
-    "tandem db does not use them yet. --dir and --fsync are accepted and validated, but this\n"
-    "build keeps all data in memory only; it is lost when the process stops, and SAVE replies\n"
-    "with an error.";
+    "Durability: every write is appended to a write-ahead log in --dir before its reply is\n"
+    "sent. --fsync always: the reply waits for fdatasync (writes of one loop iteration share\n"
+    "one fdatasync), nothing acknowledged is lost even on power loss. --fsync everysec (the\n"
+    "default) or no: the reply waits until the record is written to the kernel, so an\n"
+    "acknowledged write survives a crash or kill -9 of the process; a power loss may lose\n"
+    "about the last second (everysec) or what the kernel had not flushed (no). Snapshots\n"
+    "compact the log (SAVE, and automatically by log growth); restart loads the newest\n"
+    "snapshot, then the log after it. A torn log tail is cut with a warning; damage in the\n"
+    "middle of the log refuses to start (see --wal-repair). Details: docs/wal.md.";
 
 struct db_main {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     struct server *srv;
+    struct wal_persist *wp;
     bool stopping;
+    int exit_code;
 };
+
+static void on_persist_closed(void *ud)
+{
+    struct db_main *m = ud;
+    m->wp = NULL;
+    log_notice("db", "stopped", "");
+}
 
 static void on_server_closed(void *ud)
 {
     struct db_main *m = ud;
-    log_notice("db", "stopped", "");
-    (void)m;
+    /* No client is left: write and fsync what the log still holds, then release DIR. */
+    if (m->wp)
+        wal_persist_close(m->wp, on_persist_closed, m);
+    else
+        log_notice("db", "stopped", "");
 }
 
 static void stop(struct db_main *m, const char *why)
@@ -78,7 +117,7 @@ static void stop(struct db_main *m, const char *why)
     if (m->stopping)
         return;
     m->stopping = true;
-    log_notice("db", "stopping", "cause=%s", why);
+    log_notice("db", "stopping", "cause=\"%s\"", why);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     server_close(m->srv, on_server_closed, m);
@@ -94,19 +133,43 @@ static void on_shutdown(void *ud)
     stop(ud, "SHUTDOWN command");
 }
 
-/* Makes sure dir exists (creating one level) and is a writable directory. */
+static void on_wal_error(void *ud, int err)
+{
+    struct db_main *m = ud;
+    /* After a failed write or fsync the page cache state is unknown: stop (fail-stop, a
+     * replica takes over) rather than acknowledge writes that may not be on disk. */
+    log_error("db", "the write-ahead log failed, stopping", "err=%s", td_strerror(err));
+    m->exit_code = 1;
+    stop(m, "log I/O error");
+}
+
+/* Creates dir and its missing parents (mkdir -p) and checks it is a writable directory. */
 static int check_dir(const char *dir, char *err, size_t errlen)
 {
+    char path[4096];
+    if (strlen(dir) >= sizeof(path) - 1) {
+        snprintf(err, errlen, "--dir: path too long");
+        return -ENAMETOOLONG;
+    }
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1;; p++) {
+        bool end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            if (mkdir(path, 0755) == -1 && errno != EEXIST) {
+                int e = errno;
+                snprintf(err, errlen, "--dir: cannot create %.400s: %s", path, strerror(e));
+                return -e;
+            }
+            if (end)
+                break;
+            *p = '/';
+        }
+    }
     struct stat st;
     if (stat(dir, &st) == -1) {
-        if (errno != ENOENT || mkdir(dir, 0755) == -1) {
-            snprintf(err, errlen, "--dir %s: %s", dir, strerror(errno));
-            return -errno;
-        }
-        if (stat(dir, &st) == -1) {
-            snprintf(err, errlen, "--dir %s: %s", dir, strerror(errno));
-            return -errno;
-        }
+        snprintf(err, errlen, "--dir %s: %s", dir, strerror(errno));
+        return -errno;
     }
     if (!S_ISDIR(st.st_mode)) {
         snprintf(err, errlen, "--dir %s: not a directory", dir);
@@ -116,6 +179,55 @@ static int check_dir(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "--dir %s: not writable: %s", dir, strerror(errno));
         return -errno;
     }
+    return 0;
+}
+
+static enum wal_fsync fsync_mode(int v)
+{
+    switch (v) {
+    case DB_FSYNC_ALWAYS:
+        return WAL_FSYNC_ALWAYS;
+    case DB_FSYNC_NO:
+        return WAL_FSYNC_NO;
+    default:
+        return WAL_FSYNC_EVERYSEC;
+    }
+}
+
+/* Opens the data directory and recovers it into db; logs the outcome. Returns 0 or -1. */
+static int recover(struct db_main *m, const struct db_config *cfg, struct db *db)
+{
+    struct wal_persist_config pc;
+    memset(&pc, 0, sizeof(pc));
+    pc.fsync = fsync_mode(cfg->fsync);
+    pc.repair = cfg->wal_repair;
+    pc.segment_bytes = cfg->wal_segment_bytes;
+    pc.snapshot_min_bytes = cfg->snapshot_min_bytes;
+    pc.snapshot_growth_pct = cfg->snapshot_growth_pct;
+    pc.on_error = on_wal_error;
+    pc.ud = m;
+    log_notice("db", "recovering", "dir=%s fsync=%s repair=%s", cfg->dir, wal_fsync_name(pc.fsync),
+               cfg->wal_repair ? "yes" : "no");
+    uint64_t t0 = clock_now_ms();
+    struct wal_recovery rep;
+    char err[1024];
+    int r = wal_persist_open(cfg->dir, &pc, &m->loop, db, &m->wp, &rep, err, sizeof(err));
+    if (r != 0) {
+        log_error("db", "cannot recover the data directory, refusing to start", "err=\"%s\"", err);
+        if (r == TD_ECORRUPT && !cfg->wal_repair)
+            log_error("db",
+                      "inspect the file named above; to start anyway, run again with "
+                      "--wal-repair: the log is cut at the damage and every cut byte is kept in "
+                      "DIR/repaired-<lsn>.bin",
+                      "dir=%s", cfg->dir);
+        return -1;
+    }
+    log_notice("db", "recovered",
+               "snapshot_lsn=%" PRIu64 " snapshot_keys=%" PRIu64 " log_records=%" PRIu64
+               " last_lsn=%" PRIu64 " term=%" PRIu64 " keys=%" PRIu64 " truncated_bytes=%" PRIu64
+               " ms=%" PRIu64,
+               rep.snapshot_lsn, wal_persist_snapshot_keys(m->wp), rep.records, rep.last_lsn,
+               rep.last_term, keyspace_size(db->ks), rep.truncated_bytes, clock_now_ms() - t0);
     return 0;
 }
 
@@ -130,8 +242,8 @@ int cmd_db_main(int argc, char **argv)
     }
     struct cli_spec spec = {
         "db",
-        "db --listen ADDR --dir DIR [--fsync always|everysec|no] [--requirepass SECRET] "
-        "[limits]",
+        "db [--listen ADDR] [--dir DIR] [--fsync always|everysec|no] [--wal-repair] "
+        "[--requirepass SECRET] [limits]",
         about,
         db_table,
         "  --dump-config                print the effective configuration and exit\n",
@@ -168,15 +280,11 @@ int cmd_db_main(int argc, char **argv)
         return 2;
     }
     if (cfg.dir == NULL || cfg.dir[0] == '\0') {
-        fprintf(stderr, "tandem db: --dir is required (see --help)\n");
+        fprintf(stderr, "tandem db: --dir must not be empty (see --help)\n");
         cfg_free(db_table, &cfg);
         return 2;
     }
-    if (check_dir(cfg.dir, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tandem db: %s\n", err);
-        cfg_free(db_table, &cfg);
-        return 2;
-    }
+    /* Before the directory is created: printing the configuration changes nothing. */
     if (dump) {
         char *pw = cfg.requirepass;
         cfg.requirepass = pw ? "(set)" : NULL;
@@ -184,6 +292,11 @@ int cmd_db_main(int argc, char **argv)
         cfg.requirepass = pw;
         cfg_free(db_table, &cfg);
         return 0;
+    }
+    if (!cfg.in_memory && check_dir(cfg.dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem db: %s\n", err);
+        cfg_free(db_table, &cfg);
+        return 2;
     }
     log_init("db", NULL);
     log_set_level(level);
@@ -194,14 +307,22 @@ int cmd_db_main(int argc, char **argv)
         cfg_free(db_table, &cfg);
         return 1;
     }
-    log_warn("db", "persistence: not yet wired, data is kept in memory only", "dir=%s fsync=%s",
-             cfg.dir, fsync_choices[cfg.fsync]);
-
     struct db_main m;
     memset(&m, 0, sizeof(m));
     uv_loop_init(&m.loop);
     struct db *db = db_new(&cfg, seed);
+    if (cfg.in_memory) {
+        log_warn("db", "in-memory mode: nothing is written to disk, data is lost at exit", "");
+    } else if (recover(&m, &cfg, db) != 0) {
+        db_free(db);
+        uv_run(&m.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&m.loop);
+        cfg_free(db_table, &cfg);
+        return 1;
+    }
     m.srv = server_new(&m.loop, db, &cfg);
+    if (m.wp)
+        server_set_persist(m.srv, &wal_persist_ops, m.wp);
     server_on_shutdown(m.srv, on_shutdown, &m);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sigterm);
@@ -210,13 +331,15 @@ int cmd_db_main(int argc, char **argv)
     uv_signal_start(&m.sigint, on_signal, SIGINT);
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
 
-    int exit_code = 0;
     if (server_start(m.srv, err, sizeof(err)) != 0) {
         log_error("db", "cannot start", "err=\"%s\"", err);
-        exit_code = 1;
+        m.exit_code = 1;
         stop(&m, "startup failure");
+    } else if (m.wp) {
+        wal_persist_start(m.wp);
     }
     uv_run(&m.loop, UV_RUN_DEFAULT);
+    int exit_code = m.exit_code;
     if (uv_loop_close(&m.loop) != 0) {
         log_error("db", "event loop still has open handles at exit", "");
         exit_code = 1;

@@ -297,12 +297,11 @@ static void info_section(struct call *c, const char *name, struct buf *o)
                    m, h);
     } else if (!strcmp(name, "persistence")) {
         buf_printf(o, "loading:0\r\nrdb_changes_since_last_save:%" PRIu64 "\r\n", db->dirty);
-        buf_append_str(
-            o, "rdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n");
         if (db->pops && db->pops->info)
             db->pops->info(db->pud, o);
         else
-            buf_append_str(o, "tandem_persistence:none\r\n");
+            buf_append_str(o, "rdb_bgsave_in_progress:0\r\naof_enabled:0\r\n"
+                              "aof_rewrite_in_progress:0\r\ntandem_persistence:none\r\n");
     } else if (!strcmp(name, "stats")) {
         buf_printf(o,
                    "expired_keys:%" PRIu64 "\r\nevicted_keys:0\r\nkeyspace_hits:%" PRIu64
@@ -403,8 +402,7 @@ static void cmd_save(struct call *c)
 {
     struct db *db = c->db;
     if (db->pops == NULL || db->pops->save == NULL) {
-        reply_err(c->out, "ERR SAVE is not available: persistence is not wired yet, tandem db "
-                          "keeps its data in memory only");
+        reply_err(c->out, "ERR SAVE is not available: this server runs without persistence");
         return;
     }
     char err[256] = "";
@@ -436,7 +434,7 @@ static size_t config_pairs(const struct call *c, struct cfg_pair *p, size_t max)
     } while (0)
     static const char *const fsync_names[] = {"always", "everysec", "no"};
     PAIR("save", "%s", "");
-    PAIR("appendonly", "%s", "no");
+    PAIR("appendonly", "%s", c->db->pops ? "yes" : "no");
     PAIR("appendfsync", "%s", cfg ? fsync_names[cfg->fsync % 3] : "everysec");
     PAIR("databases", "%d", 1);
     PAIR("maxmemory", "%d", 0);

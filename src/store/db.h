@@ -35,6 +35,11 @@ struct db_config {
     uint64_t max_clients;     /* connections beyond this get an error and are closed */
     uint64_t idle_timeout_ms; /* 0: never close idle clients (Redis timeout 0) */
     char *log_level;
+    bool in_memory;               /* no log, no snapshots: data lives only in the process */
+    bool wal_repair;              /* cut a log damaged in the middle instead of refusing */
+    uint64_t wal_segment_bytes;   /* log segment size */
+    uint64_t snapshot_min_bytes;  /* automatic snapshot: log grew past this ... */
+    uint64_t snapshot_growth_pct; /* ... and this % of the last snapshot (0: never) */
 };
 
 struct db {

@@ -631,6 +631,18 @@ void keyspace_flush(struct keyspace *ks)
     ks->expire_cursor = 0;
 }
 
+void keyspace_reserve(struct keyspace *ks, uint64_t n)
+{
+    struct htab *ht = &ks->ht;
+    if (n > (1ull << 40))
+        n = 1ull << 40; /* a hint, not a promise: never a table the size of memory */
+    if (ht_rehashing(ht) || n <= ht->size[0])
+        return;
+    ht_resize(ht, n, &ks->mem);
+    while (ht_rehash(ht, ks->seed, 1024, &ks->mem))
+        ;
+}
+
 uint64_t keyspace_size(const struct keyspace *ks)
 {
     return ht_used(&ks->ht);

@@ -84,6 +84,10 @@ int keyspace_del(struct keyspace *ks, struct slice key);
 /* Removes every key. */
 void keyspace_flush(struct keyspace *ks);
 
+/* Grows the key table at once to hold n keys without resizing (before a bulk load such as a
+ * snapshot: no incremental rehash while loading). A hint: no-op while a resize is in progress
+ * or when the table is already that large; n is capped. */
+void keyspace_reserve(struct keyspace *ks, uint64_t n);
 /* Number of keys (including expired ones not yet removed). */
 uint64_t keyspace_size(const struct keyspace *ks);
 /* Number of keys carrying an expiry time. */

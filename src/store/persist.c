@@ -122,6 +122,17 @@ int persist_snapshot_load(void *ud, const struct snapshot_item *it)
             keyspace_set_expire(db->ks, it->key, exp);
         break;
     }
+    case SNAPSHOT_TYPE_HINT: {
+        /* Size the key table once instead of doubling it while loading. Unknown hints are
+         * ignored, so a later writer may add some. */
+        if (!slice_eq(it->key, SLICE_LIT("keys")))
+            return 0;
+        int64_t n;
+        if (it->nvals != 1 || !resp_parse_int(it->vals[0].p, it->vals[0].len, &n) || n < 0)
+            return TD_ECORRUPT;
+        keyspace_reserve(db->ks, (uint64_t)n);
+        return 0;
+    }
     case SNAPSHOT_TYPE_ARGV: {
         char err[256];
         if (it->nvals == 0 || it->nvals > INT_MAX ||
@@ -171,6 +182,10 @@ int persist_snapshot_iterate(void *ud, struct snapshot_writer *sw)
 {
     struct db *db = ud;
     struct snap_ctx x = {sw, 0};
-    keyspace_foreach(db->ks, snap_key, &x);
+    char num[24];
+    struct slice count = slice_of(num, resp_fmt_int(num, (int64_t)keyspace_size(db->ks)));
+    x.rc = snapshot_put(sw, SNAPSHOT_TYPE_HINT, 0, SLICE_LIT("keys"), 1, &count);
+    if (x.rc == 0)
+        keyspace_foreach(db->ks, snap_key, &x);
     return x.rc;
 }

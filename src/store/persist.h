@@ -107,13 +107,14 @@ struct snapshot_item;
  * that does not apply, logs the reason with its lsn and returns -EINVAL (recovery stops). */
 int persist_wal_apply(void *db, uint64_t lsn, uint64_t term, size_t argc, const struct slice *argv);
 /* snapshot_load_fn: loads one snapshot item: SNAPSHOT_TYPE_STRING (one value),
- * SNAPSHOT_TYPE_HASH (field, value pairs) or SNAPSHOT_TYPE_ARGV (a record, applied);
- * expire_ms 0 means none. Returns 0, or TD_ECORRUPT for an item of another shape. */
+ * SNAPSHOT_TYPE_HASH (field, value pairs), SNAPSHOT_TYPE_ARGV (a record, applied) or
+ * SNAPSHOT_TYPE_HINT ("keys" N: the key table is sized for N keys at once; other hints are
+ * ignored); expire_ms 0 means none. Returns 0, or TD_ECORRUPT for an item of another shape. */
 int persist_snapshot_load(void *db, const struct snapshot_item *it);
-/* wal_iterate_fn: writes every key, expired or not (replay never expires keys, so the snapshot
- * is the exact state at its lsn), as STRING or HASH items. Must not run concurrently with
- * changes to the keyspace (fork()ed child, or the loop thread). Returns 0 or the writer's
- * first error. */
+/* wal_iterate_fn: writes a HINT item with the key count, then every key, expired or not (replay
+ * never expires keys, so the snapshot is the exact state at its lsn), as STRING or HASH items. Must
+ * not run concurrently with changes to the keyspace (fork()ed child, or the loop thread). Returns 0
+ * or the writer's first error. */
 int persist_snapshot_iterate(void *db, struct snapshot_writer *sw);
 
 /* Low-level iteration, for a layer that encodes entries itself: see keyspace_foreach(),

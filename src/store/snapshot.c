@@ -151,8 +151,8 @@ int snapshot_writer_finish(struct snapshot_writer *w, struct snapshot_info *info
 {
     seal(w);
     size_t off = w->b.len;
+    buf_reserve(&w->b, FRAME_HDR + 9);
     w->b.len += FRAME_HDR;
-    buf_reserve(&w->b, 9);
     char z = 0;
     buf_append(&w->b, &z, 1);
     app64(&w->b, w->items);

@@ -26,6 +26,7 @@
 #define SNAPSHOT_TYPE_STRING 1 /* one value */
 #define SNAPSHOT_TYPE_HASH 2   /* field, value, field, value, ... */
 #define SNAPSHOT_TYPE_ARGV 3   /* one resolved command (values = argv) to replay; key unused */
+#define SNAPSHOT_TYPE_HINT 4   /* loader hint, no data: key "keys", one value: the key count */
 
 /* One item handed to a load callback; all slices borrow the loader's buffer and are valid
  * only during the call. */

@@ -12,13 +12,25 @@
  *
  * Write path (loop thread unless noted):
  *   append -> record encoded into `pending`
- *   commit -> if no job is in flight, `pending` becomes the job's buffer and the job runs on the
- *             thread pool: pwrite at the segment offset, [at each segment switch: fdatasync +
- *             close the old segment, create the next one, fsync DIR], fdatasync when the
- *             policy asks;
+ *   commit -> if no job is in flight, `pending` becomes the job's buffer and the job runs: pwrite
+ *             at the segment offset, [at each segment switch: fdatasync + close the old
+ *             segment, create the next one, fsync DIR], fdatasync when the policy asks;
  *             otherwise the commit is remembered and issued when the running job ends, with
  *             everything buffered meanwhile (group commit: one write + one fdatasync per batch)
- *   done   -> written/durable lsn advance, on_durable(durable lsn)
+ *   done   -> written/durable lsn advance, on_written(written lsn), on_durable(durable lsn)
+ * Where a job runs: one that fdatasyncs or switches segments runs on the libuv thread pool; a
+ * plain write (fsync=everysec/no, no switch) runs inline on the loop thread, as Redis writes its
+ * AOF: a pwrite into the page cache costs microseconds, less than the hand-off to a pool thread
+ * and back, and its reply can leave in the same loop iteration. The once-a-second fdatasync of
+ * everysec is a separate sync job on the pool that holds a dup() of the segment fd, so writes go
+ * on while it runs; it makes durable what was written when it started.
+ * Gathering (fsync=always, opt.gather_ms > 0): clients whose replies a sync released come back
+ * with their next writes a moment later. Dispatching the next batch with the first of them
+ * would leave the rest for the batch after, and a closed population of clients settles into
+ * two groups that take turns, each waiting for two fdatasyncs per round trip. So after a sync
+ * (that took at least opt.gather_min_sync_us) the next batch waits until as many records are
+ * buffered as the finished batch held (plus what was already waiting), or gather_ms passed:
+ * one group, one fdatasync per round trip.
  * Only the job touches the segment fd while it is in flight; one job at a time keeps bytes in
  * lsn order. A segment is closed only after an fdatasync, so a later segment never exists
  * next to a torn earlier one: corruption that is not at the very end is real corruption.
@@ -38,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,7 +66,8 @@
 
 struct seg {
     uint64_t first_lsn;
-    uint64_t bytes;
+    uint64_t bytes;      /* up to the end of its last record */
+    uint64_t file_bytes; /* its size at recovery: bytes plus zero padding (preallocation) */
 };
 
 /* A segment switch inside a batch: bytes from `at` on go to a new segment named `lsn`. */
@@ -71,10 +85,13 @@ struct rots {
 struct wal_job {
     struct buf data;
     struct rots rots;
-    int fd;       /* in: current segment or -1; out: current after the job */
-    uint64_t off; /* in/out: write offset in fd */
+    int fd;            /* in: current segment or -1; out: current after the job */
+    uint64_t off;      /* in/out: write offset in fd */
+    uint64_t zero_end; /* in/out: fd's size; bytes in [off, zero_end) are written zeros */
+    uint64_t prealloc; /* in: keep at least this many zero bytes ahead of off (0: none) */
     bool sync;
     uint64_t last_lsn;
+    uint64_t records;
     const char *dir;
     int err;              /* out */
     bool synced;          /* out: fdatasync of everything done */
@@ -93,8 +110,9 @@ struct wal {
     uint64_t *snaps; /* snapshot files found at open (lsn), sorted */
     size_t nsnaps;
 
-    int fd;       /* current segment, owned by the job while busy */
-    uint64_t off; /* its size */
+    int fd;            /* current segment, owned by the job while busy */
+    uint64_t off;      /* end of its last record: where the next one goes */
+    uint64_t zero_end; /* its file size: [off, zero_end) is preallocated zero padding */
     uint64_t next_lsn, last_term;
     uint64_t written_lsn, durable_lsn;
     uint64_t snap_lsn, snap_term, snap_bytes;
@@ -112,7 +130,15 @@ struct wal {
     struct wal_job job;
     bool busy, commit_wanted, sync_wanted;
     uv_work_t work;
-    uv_timer_t sync_timer, child_timer;
+    /* The everysec sync job: fdatasync of a dup of the segment fd, concurrent with writes. */
+    uv_work_t sync_work;
+    bool sync_busy;
+    int sync_fd, sync_err;
+    uint64_t sync_upto, sync_us;
+    uv_timer_t sync_timer, child_timer, gather_timer;
+    uint64_t pending_records; /* appended since the last dispatch */
+    bool gathering;
+    uint64_t gather_target; /* dispatch once pending_records reaches this */
     int open_handles;
 
     pid_t child;
@@ -178,6 +204,7 @@ static void segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
     }
     w->segs[w->nsegs].first_lsn = first_lsn;
     w->segs[w->nsegs].bytes = bytes;
+    w->segs[w->nsegs].file_bytes = bytes;
     w->nsegs++;
 }
 
@@ -305,6 +332,7 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
     w->loop = loop;
     w->lock_fd = lock_fd;
     w->fd = -1;
+    w->sync_fd = -1;
     w->next_lsn = 1;
     buf_init(&w->pending);
     buf_init(&w->job.data);
@@ -324,9 +352,11 @@ int wal_open(const char *dir, const struct wal_options *opt, uv_loop_t *loop, st
     if (loop) {
         uv_timer_init(loop, &w->sync_timer);
         uv_timer_init(loop, &w->child_timer);
+        uv_timer_init(loop, &w->gather_timer);
         w->sync_timer.data = w;
         w->child_timer.data = w;
-        w->open_handles = 2;
+        w->gather_timer.data = w;
+        w->open_handles = 3;
         if (w->opt.fsync == WAL_FSYNC_EVERYSEC) {
             uv_timer_start(&w->sync_timer, sync_timer_cb, 1000, 1000);
             uv_unref((uv_handle_t *)&w->sync_timer);
@@ -420,6 +450,15 @@ static int cut_log(struct wal *w, size_t i, uint64_t at, const struct buf *seg_d
         w->segs[i].bytes = at;
     }
     return r;
+}
+
+/* True when p[0..n) holds only zero bytes (preallocated, never written). */
+static bool all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
 }
 
 /* True when some segment after i holds a valid record. */
@@ -551,7 +590,11 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
             log_term = sc.last_term;
             expect = log_last + 1;
         }
+        s->file_bytes = data.len;
+        if (sc.status == WALREC_SCAN_TORN && all_zero(data.p + sc.good_len, data.len - sc.good_len))
+            sc.status = WALREC_SCAN_CLEAN; /* preallocated padding, not damage */
         if (sc.status == WALREC_SCAN_CLEAN) {
+            s->bytes = sc.good_len;
             buf_free(&data);
             continue;
         }
@@ -654,6 +697,7 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
         }
         w->fd = fd;
         w->off = s->bytes;
+        w->zero_end = s->file_bytes > s->bytes ? s->file_bytes : s->bytes;
         w->cur_seg_bytes = s->bytes;
         if (w->cur_seg_bytes >= w->opt.segment_bytes)
             w->want_rotate = true;
@@ -736,6 +780,7 @@ static void place_rotation(struct wal *w)
 static void appended(struct wal *w, size_t size, uint64_t term)
 {
     w->next_lsn++;
+    w->pending_records++;
     w->last_term = term;
     w->cur_seg_bytes += size;
     w->growth += size;
@@ -773,6 +818,29 @@ int wal_append_record(struct wal *w, const struct walrec *rec)
 /* Runs on a thread-pool thread (or inline): touches only the job and fsio. For each segment
  * switch: write what belongs to the old segment, fdatasync and close it, create the new one
  * and fsync DIR so its name is durable; then the rest, then fdatasync when asked. */
+/* Preallocation: writes zeros from the file's end so that at least j->prealloc bytes past the
+ * write offset are initialized blocks, once fewer than half of that are left. Overwriting
+ * written blocks inside the file's size changes no metadata, so the fdatasync after a record
+ * flushes data only, without an ext4 journal commit for the new size (measured here: 0.6-0.8
+ * ms instead of 1.0-1.7 ms). Recovery reads zeros after the last record as padding. */
+static int prealloc(struct wal_job *j)
+{
+    if (j->prealloc == 0 || j->zero_end >= j->off + j->prealloc / 2)
+        return 0;
+    static const char zeros[64 * 1024];
+    uint64_t from = j->zero_end > j->off ? j->zero_end : j->off;
+    uint64_t to = j->off + j->prealloc;
+    while (from < to) {
+        size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+        int r = pwrite_all(j->fd, zeros, n, from);
+        if (r != 0)
+            return r;
+        from += n;
+    }
+    j->zero_end = to;
+    return 0;
+}
+
 static void run_job(struct wal_job *j)
 {
     uint64_t t0 = clock_now_us();
@@ -786,10 +854,15 @@ static void run_job(struct wal_job *j)
             if (r != 0)
                 break;
             j->off += end - pos;
+            if (j->zero_end < j->off)
+                j->zero_end = j->off;
             pos = end;
         }
-        if (k == j->rots.n)
+        if (k == j->rots.n) {
+            if (j->fd >= 0)
+                r = prealloc(j);
             break;
+        }
         if (j->fd >= 0) {
             r = fsio_fdatasync(j->fd);
             if (r != 0)
@@ -807,6 +880,7 @@ static void run_job(struct wal_job *j)
         }
         j->fd = fd;
         j->off = 0;
+        j->zero_end = 0;
         r = fsio_fsync_dir(j->dir);
     }
     if (r == 0 && j->sync && j->fd >= 0) {
@@ -820,12 +894,30 @@ static void run_job(struct wal_job *j)
 
 static void finish_close(struct wal *w);
 
+/* Stops gathering and starts the batch that waited, if any. */
+static void gather_end(struct wal *w)
+{
+    w->gathering = false;
+    uv_timer_stop(&w->gather_timer);
+    w->commit_wanted = false;
+    if (w->err == 0 && !w->busy && w->pending.len > 0)
+        dispatch(w);
+}
+
+static void gather_timer_cb(uv_timer_t *t)
+{
+    struct wal *w = t->data;
+    if (w->gathering)
+        gather_end(w);
+}
+
 static void job_done(struct wal *w)
 {
     struct wal_job *j = &w->job;
     w->busy = false;
     w->fd = j->fd;
     w->off = j->off;
+    w->zero_end = j->zero_end;
     w->commits++;
     w->last_sync_us = j->us;
     if (j->err) {
@@ -842,7 +934,11 @@ static void job_done(struct wal *w)
             w->segs[w->nsegs - 1].bytes += j->data.len - pos;
         if (j->rots.n > 0 && w->snap_lsn > 0)
             drop_obsolete(w);
-        w->written_lsn = j->last_lsn;
+        if (j->last_lsn > w->written_lsn) {
+            w->written_lsn = j->last_lsn;
+            if (w->opt.on_written)
+                w->opt.on_written(w->opt.ud, j->last_lsn);
+        }
         uint64_t durable = w->durable_lsn;
         if (j->synced)
             durable = j->last_lsn;
@@ -859,6 +955,16 @@ static void job_done(struct wal *w)
     j->data.len = 0;
     if (j->data.cap > KEEP_BUF_BYTES)
         buf_free(&j->data);
+    if (w->err == 0 && !w->closing && j->synced && w->loop && w->opt.gather_ms > 0 &&
+        j->us >= w->opt.gather_min_sync_us) {
+        /* Let the clients this sync released come back before the next batch starts. */
+        w->gathering = true;
+        w->gather_target = w->pending_records + j->records;
+        uv_timer_start(&w->gather_timer, gather_timer_cb, w->opt.gather_ms, 0);
+        if (w->pending_records >= w->gather_target)
+            gather_end(w);
+        return;
+    }
     if (w->err == 0 && (w->commit_wanted || w->sync_wanted || w->closing) &&
         (w->pending.len > 0 || w->sync_wanted ||
          (w->closing && !j->sync && w->durable_lsn < w->written_lsn))) {
@@ -898,15 +1004,20 @@ static void dispatch(struct wal *w)
     w->pending_rots.n = 0;
     j->fd = w->fd;
     j->off = w->off;
+    j->zero_end = w->zero_end;
+    j->prealloc = w->opt.prealloc_bytes;
     j->sync = w->opt.fsync == WAL_FSYNC_ALWAYS || w->sync_wanted || w->closing;
     w->sync_wanted = false;
     j->last_lsn = w->next_lsn - 1;
+    j->records = w->pending_records;
+    w->pending_records = 0;
     j->dir = w->dir;
     j->err = 0;
     j->synced = false;
     j->synced_upto = 0;
     w->busy = true;
-    if (w->loop) {
+    /* A plain write runs inline (see the header); syncs and segment switches go to the pool. */
+    if (w->loop && (j->sync || j->rots.n > 0)) {
         w->work.data = w;
         uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
     } else {
@@ -925,20 +1036,85 @@ int wal_commit(struct wal *w)
         w->commit_wanted = true;
         return 0;
     }
+    if (w->gathering) {
+        if (w->pending_records < w->gather_target) {
+            w->commit_wanted = true;
+            return 0;
+        }
+        gather_end(w);
+        return w->err;
+    }
     dispatch(w);
     return w->err;
+}
+
+static void sync_work_cb(uv_work_t *req)
+{
+    struct wal *w = req->data;
+    uint64_t t0 = clock_now_us();
+    w->sync_err = fsio_fdatasync(w->sync_fd);
+    fsio_close(w->sync_fd);
+    w->sync_us = clock_now_us() - t0;
+}
+
+static void sync_after_cb(uv_work_t *req, int status)
+{
+    struct wal *w = req->data;
+    TD_ASSERT(status == 0);
+    w->sync_busy = false;
+    w->sync_fd = -1;
+    if (w->sync_err) {
+        set_error(w, w->sync_err);
+    } else if (w->err == 0) {
+        w->syncs++;
+        w->last_sync_us = w->sync_us;
+        if (w->sync_upto > w->durable_lsn) {
+            w->durable_lsn = w->sync_upto;
+            if (w->opt.on_durable)
+                w->opt.on_durable(w->opt.ud, w->durable_lsn);
+        }
+    }
+    if (w->closing)
+        finish_close(w);
+}
+
+/* Starts the sync job for everything written so far. The segment fd is dup()ed so that the
+ * job's fd stays valid whatever the write path does meanwhile (a later segment switch closes
+ * the original after its own fdatasync). */
+static void start_sync(struct wal *w)
+{
+    int fd = dup(w->fd);
+    if (fd == -1) {
+        set_error(w, -errno);
+        return;
+    }
+    w->sync_fd = fd;
+    w->sync_upto = w->written_lsn;
+    w->sync_err = 0;
+    w->sync_busy = true;
+    w->sync_work.data = w;
+    uv_queue_work(w->loop, &w->sync_work, sync_work_cb, sync_after_cb);
 }
 
 static void sync_timer_cb(uv_timer_t *t)
 {
     struct wal *w = t->data;
-    if (w->err || w->closing || !w->recovered)
+    if (w->err || w->closing || !w->recovered || w->sync_busy)
         return;
-    if (w->written_lsn > w->durable_lsn || w->pending.len > 0) {
+    if (w->written_lsn <= w->durable_lsn && w->pending.len == 0)
+        return;
+    if (w->busy || w->pending_rots.n > 0) {
+        /* A job owns the fd, or the buffered bytes open a new segment: the next pool job
+         * writes and fdatasyncs (the old way, which holds the commits behind it). */
         w->sync_wanted = true;
         if (!w->busy)
             dispatch(w);
+        return;
     }
+    if (w->pending.len > 0)
+        dispatch(w); /* inline write */
+    if (w->err == 0 && w->fd >= 0 && w->written_lsn > w->durable_lsn)
+        start_sync(w);
 }
 
 uint64_t wal_last_lsn(const struct wal *w)
@@ -968,7 +1144,7 @@ uint64_t wal_first_lsn(const struct wal *w)
 
 bool wal_is_idle(const struct wal *w)
 {
-    return !w->busy && w->pending.len == 0;
+    return !w->busy && !w->sync_busy && w->pending.len == 0;
 }
 
 static uint64_t log_bytes(const struct wal *w)
@@ -1126,6 +1302,7 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         snapshot_ended(w, rc, lsn, term, bytes);
         return 0;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == -1) {
         int e = -errno;
@@ -1134,7 +1311,12 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         return e;
     }
     if (pid == 0) {
-        /* Child: nothing of the loop is touched; only the keyspace (copy-on-write) and files. */
+        /* Child: nothing of the loop is touched; only the keyspace (copy-on-write) and files.
+         * It dies with its parent: a child outliving a kill -9 would keep the inherited DIR
+         * lock and listening socket, and a restarted server could not start until it ends. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
         int rc = write_snapshot(w->dir, lsn, term, iterate, iterate_ud, NULL);
         if (rc != 0)
             log_error("wal", "snapshot child failed", "lsn=%" PRIu64 " err=%s", lsn,
@@ -1314,7 +1496,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
         *ndiscarded = 0;
     if (w->err)
         return w->err;
-    if (w->busy || w->pending.len > 0 || w->child > 0)
+    if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
         return -EBUSY;
     if (lsn < w->snap_lsn)
         return -ERANGE;
@@ -1373,6 +1555,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
         if (r == 0) {
             w->fd = fd;
             w->off = cf.off;
+            w->zero_end = cf.off;
         } else {
             fsio_close(fd);
         }
@@ -1408,7 +1591,7 @@ int wal_install_snapshot(struct wal *w, const char *path)
     TD_ASSERT(w->recovered);
     if (w->err)
         return w->err;
-    if (w->busy || w->pending.len > 0 || w->child > 0)
+    if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
         return -EBUSY;
     struct snapshot_info info;
     int r = snapshot_load(path, NULL, NULL, &info, NULL, 0);
@@ -1464,7 +1647,7 @@ static void handle_closed(uv_handle_t *h)
 
 static void finish_close(struct wal *w)
 {
-    if (w->busy)
+    if (w->busy || w->sync_busy)
         return;
     fsio_close(w->fd);
     w->fd = -1;
@@ -1483,6 +1666,7 @@ static void finish_close(struct wal *w)
     if (w->loop && w->open_handles > 0) {
         uv_close((uv_handle_t *)&w->sync_timer, handle_closed);
         uv_close((uv_handle_t *)&w->child_timer, handle_closed);
+        uv_close((uv_handle_t *)&w->gather_timer, handle_closed);
         return;
     }
     wal_close_cb cb = w->close_cb;
@@ -1508,6 +1692,10 @@ void wal_close(struct wal *w, wal_close_cb cb, void *ud)
         uv_timer_stop(&w->child_timer);
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         snapshot_ended(w, ok ? 0 : -ECANCELED, w->child_lsn, w->child_term, 0);
+    }
+    if (w->gathering) {
+        w->gathering = false;
+        uv_timer_stop(&w->gather_timer);
     }
     if (!w->busy && w->err == 0 && w->recovered &&
         (w->pending.len > 0 || w->durable_lsn < w->written_lsn)) {

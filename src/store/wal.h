@@ -9,8 +9,11 @@
  *                                  truncated (logged); corruption in the middle is an error
  *   loop: wal_append() per write   buffers a record, returns its lsn
  *         wal_commit() per loop    one write (+ one fdatasync for fsync=always) of everything
- *           iteration              buffered, on the libuv thread pool; on_durable(lsn) runs on
- *                                  the loop thread when it is on disk
+ *           iteration              buffered: on the libuv thread pool when it syncs or opens a
+ *                                  segment, else inline (a pwrite, everysec/no);
+ *                                  on_written(lsn) once written, on_durable(lsn) once on disk,
+ *                                  on the loop thread; everysec's fdatasync is a pool job of
+ *                                  its own, concurrent with later writes
  *         wal_snapshot_start()     fork()ed child dumps the keyspace; old segments are deleted
  *   wal_close(cb)                  final write + fsync, then cb
  * With loop == NULL everything runs synchronously in the caller (tests, tools): wal_commit
@@ -43,6 +46,10 @@ enum wal_fsync {
 /* Durable lsn advanced (records up to lsn are fdatasynced); runs on the loop thread (inside
  * wal_commit/wal_close when the wal has no loop). May still be called during wal_close. */
 typedef void (*wal_durable_cb)(void *ud, uint64_t durable_lsn);
+/* Written lsn advanced: records up to lsn have been handed to write(2), so they survive the
+ * death of the process (kill -9), not yet a power loss. Same thread and timing rules as
+ * wal_durable_cb; when one job both writes and syncs, on_written runs first. */
+typedef void (*wal_written_cb)(void *ud, uint64_t written_lsn);
 /* The log hit an I/O error (negated errno) and is now read-only; called once. */
 typedef void (*wal_error_cb)(void *ud, int err);
 /* Replays one record during recovery; non-zero stops recovery with that code. */
@@ -65,6 +72,16 @@ struct wal_options {
     wal_durable_cb on_durable; /* may be NULL */
     wal_error_cb on_error;     /* may be NULL */
     void *ud;
+    wal_written_cb on_written; /* may be NULL */
+    /* fsync=always with a loop: after an fdatasync that took at least gather_min_sync_us, the
+     * next batch waits up to gather_ms for as many records as the synced batch held (the
+     * clients it released coming back), so they share one fdatasync. 0: off. */
+    unsigned gather_ms;
+    uint64_t gather_min_sync_us;
+    /* Keep this many bytes of zeros written ahead of the log's end (topped up when half is
+     * used), so that an fdatasync after a record changes no file size and flushes data only;
+     * recovery reads zeros after the last record as padding. Worth it with fsync=always. 0: off. */
+    uint64_t prealloc_bytes;
 };
 
 struct wal_recovery {
@@ -119,9 +136,11 @@ int wal_append(struct wal *w, uint64_t term, size_t argc, const struct slice *ar
 /* Buffers a record received verbatim (replication): rec->lsn must be the next lsn and its term
  * not lower than the last one, else TD_ECORRUPT. */
 int wal_append_record(struct wal *w, const struct walrec *rec);
-/* Hands everything buffered to one write (and, for fsync=always, one fdatasync) off the loop
- * thread; if a write is already in flight, the next one starts when it ends (batching all that
- * came in meanwhile). Call once per loop iteration. Returns 0 or the sticky I/O error. */
+/* Hands everything buffered to one write (and, for fsync=always, one fdatasync): off the loop
+ * thread when it syncs or opens a segment, else inline, in which case on_written runs before
+ * this returns. If a write is already in flight (or, for always, the next batch is gathering),
+ * the next one starts when it ends, batching all that came in meanwhile. Call once per loop
+ * iteration. Returns 0 or the sticky I/O error. */
 int wal_commit(struct wal *w);
 
 uint64_t wal_last_lsn(const struct wal *w);

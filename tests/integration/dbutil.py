@@ -19,10 +19,14 @@ def start_db(procs, name="db", *extra):
     return p
 
 
-def start_redis(procs, name="redis"):
+def start_redis(procs, name="redis", appendonly="no", *extra):
+    """redis-server on a free port; with appendonly="yes" its AOF lives under the test's tmp."""
     port = free_port()
+    data = procs.tmp / f"{name}-data"
+    data.mkdir(exist_ok=True)
     p = procs.start(name, [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--daemonize", "no"])
+                           "--appendonly", appendonly, "--dir", str(data), "--daemonize", "no",
+                           *extra])
     wait_for(lambda: port_open(port), 10, what="redis-server listening")
     p.port = port
     return p

@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from conftest import TANDEM, port_open, wait_for
+from conftest import TANDEM, free_port, port_open, wait_for
 from dbutil import REDIS_SERVER, Raw, encode, rss_kb, start_db, start_redis
 
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -24,11 +24,20 @@ def client(p, **kw):
 
 # --- command line -------------------------------------------------------------------------------
 
-def test_help_says_persistence_not_wired():
+def test_help_describes_durability():
     r = subprocess.run([TANDEM, "db", "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0
     assert "--fsync" in r.stdout and "--requirepass" in r.stdout and "--max-clients" in r.stdout
-    assert "PERSISTENCE IS NOT YET WIRED" in r.stdout
+    assert "--wal-repair" in r.stdout and "--snapshot-min-log" in r.stdout
+    assert "kill -9" in r.stdout and "NOT YET WIRED" not in r.stdout
+
+
+def test_dump_config_creates_nothing(tmp_path):
+    r = subprocess.run([TANDEM, "db", "--dump-config"], capture_output=True, text=True,
+                       timeout=10, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "dir = tandem-data/db" in r.stdout.splitlines()
+    assert os.listdir(tmp_path) == []
 
 
 def test_dump_config(tmp_path):
@@ -43,7 +52,7 @@ def test_dump_config(tmp_path):
 
 
 @pytest.mark.parametrize("args,why", [
-    ([], "--dir is required"),
+    (["--dir", ""], "--dir must not be empty"),
     (["--dir", "/dev/null"], "not a directory"),
     (["--dir", "{tmp}", "--fsync", "sometimes"], "'sometimes' is not one of always|everysec|no"),
     (["--dir", "{tmp}", "--max-clients", "0"], "out of range"),
@@ -59,11 +68,34 @@ def test_bad_flags_are_usage_errors(tmp_path, args, why):
 
 def test_logs_persistence_state_and_stops_cleanly(procs):
     db = start_db(procs, "db", "--fsync", "always")
-    assert "persistence: not yet wired" in db.log()
-    assert os.path.isdir(procs.tmp / "db-data")
-    assert client(db).ping()
+    assert 'msg="recovered"' in db.log() and "fsync=always" in db.log()
+    assert "not yet wired" not in db.log()
+    assert client(db).set("k", "v")
     assert db.stop() == 0
     assert 'msg="stopped"' in db.log()
+    assert any(f.startswith("wal-") for f in os.listdir(procs.tmp / "db-data"))
+
+
+def test_default_dir_is_created(procs):
+    """Without --dir, data goes to ./tandem-data/db (created with its parent)."""
+    port = free_port()
+    db = procs.tandem("db", "db", "--listen", f"127.0.0.1:{port}")
+    wait_for(lambda: port_open(port) or not db.alive(), 10, what="tandem db listening")
+    assert db.alive(), db.log()
+    assert os.path.isdir(procs.tmp / "tandem-data" / "db")
+    assert db.stop() == 0
+
+
+def test_in_memory_mode(procs):
+    db = start_db(procs, "db", "--in-memory")
+    assert "in-memory mode" in db.log()
+    r = client(db)
+    r.set("k", "v")
+    assert r.info("persistence")["aof_enabled"] == 0
+    with pytest.raises(redis.ResponseError, match="SAVE is not available"):
+        r.execute_command("SAVE")
+    assert db.stop() == 0
+    assert not os.path.exists(procs.tmp / "db-data")
 
 
 # --- redis-py, every command ---------------------------------------------------------------------
@@ -168,8 +200,8 @@ def test_server_commands_with_redis_py(procs):
     assert r.execute_command("SELECT", 0) is True
     with pytest.raises(redis.ResponseError, match="DB index is out of range"):
         r.execute_command("SELECT", 1)
-    with pytest.raises(redis.ResponseError, match="SAVE is not available"):
-        r.execute_command("SAVE")
+    assert r.execute_command("SAVE") is True
+    assert r.info("persistence")["rdb_saves"] == 1
     with pytest.raises(redis.ResponseError, match="unknown command 'FROB'"):
         r.execute_command("FROB", "x")
     hello = r.execute_command("HELLO", 2)
@@ -316,7 +348,7 @@ def test_replies_byte_identical_to_redis(procs):
     if not os.path.exists(REDIS_SERVER):
         pytest.skip("redis-server is not installed")
     db = start_db(procs)
-    ref = start_redis(procs)
+    ref = start_redis(procs, "redis", "yes")  # both persistent, as by default (CONFIG GET appendonly)
     # COMMAND GETKEYS arity and CONFIG GET databases differ by design: tandem has one database.
     script = [c for c in COMPAT_SCRIPT if c[:2] != ["COMMAND", "getkeys"]]
     script = [c for c in script if c != ["CONFIG", "get", "databases"]]
@@ -532,7 +564,7 @@ def test_quit_and_shutdown(procs):
     assert raw.closed()
     db.popen.wait(timeout=10)
     assert db.popen.returncode == 0
-    assert 'cause="SHUTDOWN command"' in db.log() or "cause=SHUTDOWN" in db.log()
+    assert 'cause="SHUTDOWN command"' in db.log()
 
 
 def test_sigint_stops_cleanly(procs):
@@ -543,4 +575,4 @@ def test_sigint_stops_cleanly(procs):
     db.signal(signal.SIGINT)
     db.popen.wait(timeout=10)
     assert db.popen.returncode == 0
-    assert "cause=SIGINT" in db.log()
+    assert 'cause="SIGINT"' in db.log()

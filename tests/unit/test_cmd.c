@@ -277,8 +277,8 @@ static void test_scan_and_misc(void **state)
     assert_int_equal(f->s.flags & SESSION_SHUTDOWN, 0);
     assert_string_equal(run(f, "shutdown|nosave"), "");
     assert_int_equal(f->s.flags & SESSION_SHUTDOWN, SESSION_SHUTDOWN);
-    assert_string_equal(run(f, "save"), "-ERR SAVE is not available: persistence is not wired "
-                                        "yet, tandem db keeps its data in memory only\r\n");
+    assert_string_equal(run(f, "save"),
+                        "-ERR SAVE is not available: this server runs without persistence\r\n");
     assert_string_equal(run(f, "quit"), "+OK\r\n");
     assert_true(f->s.flags & SESSION_CLOSE_AFTER_REPLY);
 }

@@ -125,6 +125,35 @@ static void test_rehash_insert_delete(void **state)
     keyspace_free(ks);
 }
 
+/* keyspace_reserve sizes the table once: no resize or rehash while the reserved number of keys
+ * is loaded; on a table that holds keys it completes the move at once and keeps them all; it is
+ * only a hint (smaller than the table: nothing changes). */
+static void test_reserve(void **state)
+{
+    (void)state;
+    struct keyspace *ks = keyspace_new(seed);
+    char b[32];
+    keyspace_reserve(ks, 5000);
+    uint64_t buckets = keyspace_buckets(ks);
+    assert_true(buckets >= 5000);
+    size_t mem = keyspace_mem(ks);
+    for (int i = 0; i < 5000; i++) {
+        keyspace_set_str(ks, key_n(b, sizeof(b), i), key_n(b, sizeof(b), i), KEYSPACE_NO_EXPIRE);
+        assert_false(keyspace_is_rehashing(ks));
+    }
+    assert_int_equal(keyspace_buckets(ks), buckets);
+    assert_true(keyspace_mem(ks) > mem);
+    keyspace_reserve(ks, 100); /* smaller: ignored */
+    assert_int_equal(keyspace_buckets(ks), buckets);
+    keyspace_reserve(ks, 40000); /* with keys in it: moved at once */
+    assert_false(keyspace_is_rehashing(ks));
+    assert_true(keyspace_buckets(ks) >= 40000);
+    assert_int_equal(keyspace_size(ks), 5000);
+    for (int i = 0; i < 5000; i++)
+        assert_non_null(keyspace_find(ks, key_n(b, sizeof(b), i), 0));
+    keyspace_free(ks);
+}
+
 struct seen {
     unsigned char *hit;
     int n;
@@ -388,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_siphash_vectors),
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_rehash_insert_delete),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_scan_across_resizes),
         cmocka_unit_test(test_expiry_fake_clock),
         cmocka_unit_test(test_memory_accounting),

@@ -115,7 +115,7 @@ static void test_log_snapshot_recover(void **state)
     (void)state;
     char *dir = tu_mkdtemp();
     char err[256];
-    struct wal_options opt = {WAL_FSYNC_NO, 0, true, false, NULL, NULL, NULL};
+    struct wal_options opt = {.fsync = WAL_FSYNC_NO, .snapshot_in_process = true};
     struct wal *w;
     assert_int_equal(wal_open(dir, &opt, NULL, &w, err, sizeof(err)), 0);
     struct wal_recovery rep;
@@ -195,6 +195,21 @@ static void test_bridge_errors(void **state)
     assert_int_equal(persist_snapshot_load(db, &it), TD_ECORRUPT);
     it.type = 77;
     assert_int_equal(persist_snapshot_load(db, &it), TD_ECORRUPT);
+    /* Hints: "keys" sizes the table, another name is ignored, a malformed count is corrupt. */
+    struct slice n[1] = {SLICE_LIT("3000")};
+    struct snapshot_item hint = {SNAPSHOT_TYPE_HINT, 0, SLICE_LIT("keys"), 1, n};
+    assert_int_equal(persist_snapshot_load(db, &hint), 0);
+    assert_true(keyspace_buckets(db->ks) >= 3000);
+    assert_int_equal(keyspace_size(db->ks), 0);
+    hint.key = SLICE_LIT("future");
+    assert_int_equal(persist_snapshot_load(db, &hint), 0);
+    hint.key = SLICE_LIT("keys");
+    n[0] = SLICE_LIT("-1");
+    assert_int_equal(persist_snapshot_load(db, &hint), TD_ECORRUPT);
+    n[0] = SLICE_LIT("x");
+    assert_int_equal(persist_snapshot_load(db, &hint), TD_ECORRUPT);
+    hint.nvals = 0;
+    assert_int_equal(persist_snapshot_load(db, &hint), TD_ECORRUPT);
     struct slice rec[3] = {SLICE_LIT("SET"), SLICE_LIT("k"), SLICE_LIT("v")};
     struct snapshot_item argv_item = {SNAPSHOT_TYPE_ARGV, 0, SLICE_LIT(""), 3, rec};
     assert_int_equal(persist_snapshot_load(db, &argv_item), 0);

@@ -231,7 +231,7 @@ static void test_primary_full_then_stream(void **state)
 
     /* The primary: 3000 records, compacted at 2000 (large enough for many snapshot chunks). */
     c.pdir = tu_mkdtemp();
-    struct wal_options po = {WAL_FSYNC_NO, 0, true, false, NULL, NULL, NULL};
+    struct wal_options po = {.fsync = WAL_FSYNC_NO, .snapshot_in_process = true};
     assert_int_equal(wal_open(c.pdir, &po, NULL, &c.pw, err, sizeof(err)), 0);
     c.pdb = db_new(NULL, seed);
     assert_int_equal(wal_recover(c.pw, NULL, NULL, NULL, &rep, err, sizeof(err)), 0);
@@ -240,7 +240,10 @@ static void test_primary_full_then_stream(void **state)
     primary_write(&c, 1000);
 
     c.rdir = tu_mkdtemp();
-    struct wal_options ro = {WAL_FSYNC_ALWAYS, 0, true, false, on_r_durable, NULL, &c};
+    struct wal_options ro = {.fsync = WAL_FSYNC_ALWAYS,
+                             .snapshot_in_process = true,
+                             .on_durable = on_r_durable,
+                             .ud = &c};
     assert_int_equal(wal_open(c.rdir, &ro, &c.loop, &c.rw, err, sizeof(err)), 0);
     c.rdb = db_new(NULL, seed);
     assert_int_equal(

@@ -34,7 +34,8 @@ struct node {
 static void node_open(struct node *n)
 {
     char err[256];
-    struct wal_options opt = {WAL_FSYNC_ALWAYS, 4096, true, false, NULL, NULL, NULL};
+    struct wal_options opt = {
+        .fsync = WAL_FSYNC_ALWAYS, .segment_bytes = 4096, .snapshot_in_process = true};
     assert_int_equal(wal_open(n->dir, &opt, NULL, &n->w, err, sizeof(err)), 0);
     n->db = db_new(NULL, seed);
     struct wal_recovery rep;

@@ -226,11 +226,15 @@ static struct wal *open_recover(const struct wal_options *o, uv_loop_t *loop, ui
     return w;
 }
 
+/* Preallocation for every log opened through opts() (the fault loops run with and without). */
+static uint64_t prealloc_bytes;
+
 static struct wal_options opts(enum wal_fsync mode, struct track *t)
 {
     struct wal_options o;
     memset(&o, 0, sizeof(o));
     o.fsync = mode;
+    o.prealloc_bytes = prealloc_bytes;
     o.on_durable = on_durable;
     o.on_error = on_error;
     o.ud = t;
@@ -770,6 +774,63 @@ static void test_crash_tear_fsync_no(void **state)
     fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_NO, "crash tear, fsync=no");
 }
 
+/* With preallocation every segment ends in zero padding: the same crash and error loops must
+ * recover exactly a prefix holding every durable record, and never take the padding for a torn
+ * tail when nothing was torn. */
+static void test_prealloc_faults(void **state)
+{
+    (void)state;
+    prealloc_bytes = 700;
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_TEAR, WAL_FSYNC_ALWAYS, "prealloc crash tear");
+    fault_loop(FSIO_FAULT_CRASH, false, FSIO_CRASH_GARBAGE, WAL_FSYNC_ALWAYS,
+               "prealloc crash garbage");
+    fault_loop(FSIO_FAULT_ERROR, false, 0, WAL_FSYNC_ALWAYS, "prealloc error once");
+    prealloc_bytes = 0;
+}
+
+static void test_prealloc_padding_is_not_damage(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    prealloc_bytes = 4096;
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 2000;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 100; lsn++) {
+        assert_int_equal(append_op(w, lsn), 0);
+        if (lsn % 3 == 0)
+            assert_int_equal(wal_commit(w), 0);
+    }
+    wal_close(w, NULL, NULL);
+    /* Every segment is longer than its records: zero padding. */
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 1, 0, NULL, NULL, &sc);
+    assert_true(sc.good_len < n && n >= 4096);
+    for (size_t i = sc.good_len; i < n; i++)
+        assert_int_equal(c[i], 0);
+    free(c);
+    assert_true(count_files("wal-") > 3);
+    /* Recovery: no truncation, no warning, and appends continue at the end of the records. */
+    for (int round = 0; round < 2; round++) {
+        struct wal_recovery rep;
+        w = open_recover(&o, NULL, &last, &rep, NULL);
+        assert_int_equal(last, 100 + 10 * (uint64_t)round);
+        assert_int_equal(rep.truncated_bytes, 0);
+        assert_string_equal(rep.warning, "");
+        for (uint64_t lsn = last + 1; lsn <= last + 10; lsn++)
+            assert_int_equal(append_op(w, lsn), 0);
+        assert_int_equal(wal_commit(w), 0);
+        wal_close(w, NULL, NULL);
+    }
+    assert_int_equal(count_files("torn-"), 0);
+    prealloc_bytes = 0;
+}
+
 /* ---- with a libuv loop: group commit off the loop thread, everysec, fork snapshots ---- */
 
 struct loop_ctx {
@@ -887,6 +948,294 @@ static void test_loop_everysec(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- on_written: the lsn handed to write(2), the release point for fsync=everysec/no ---- */
+
+struct written_ctx {
+    struct wal *w;
+    uint64_t written_max, durable_max;
+    int written_calls, durable_calls;
+    uint64_t durable_at_written; /* durable lsn when on_written last ran */
+    uint64_t on_disk_at_written; /* records in the segment file when on_written last ran */
+    bool closed;
+};
+
+/* Counts the records the first segment file holds right now. */
+static uint64_t records_on_disk(void)
+{
+    char p[512];
+    seg_file(p, sizeof(p), 1);
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 1, 0, NULL, NULL, &sc);
+    free(c);
+    return sc.nrecords;
+}
+
+static void wr_written(void *ud, uint64_t lsn)
+{
+    struct written_ctx *c = ud;
+    /* Only grows, never runs behind the durable lsn, and the records are in the file. */
+    assert_true(lsn > c->written_max);
+    assert_true(lsn >= c->durable_max);
+    c->written_max = lsn;
+    c->written_calls++;
+    c->durable_at_written = wal_durable_lsn(c->w);
+    c->on_disk_at_written = records_on_disk();
+}
+
+static void wr_durable(void *ud, uint64_t lsn)
+{
+    struct written_ctx *c = ud;
+    assert_true(lsn > c->durable_max);
+    /* Reported written first. */
+    assert_true(lsn <= c->written_max);
+    c->durable_max = lsn;
+    c->durable_calls++;
+}
+
+static void wr_closed(void *ud)
+{
+    ((struct written_ctx *)ud)->closed = true;
+}
+
+static struct wal_options written_opts(enum wal_fsync mode, struct written_ctx *c)
+{
+    struct wal_options o;
+    memset(&o, 0, sizeof(o));
+    o.fsync = mode;
+    o.on_written = wr_written;
+    o.on_durable = wr_durable;
+    o.ud = c;
+    return o;
+}
+
+/* Opens an empty log whose callbacks point at c (c->w is set before any can run). */
+static void written_open(const struct wal_options *o, uv_loop_t *loop, struct written_ctx *c)
+{
+    char err[256];
+    assert_int_equal(wal_open(dir, o, loop, &c->w, err, sizeof(err)), 0);
+    assert_int_equal(wal_recover(c->w, NULL, NULL, NULL, NULL, err, sizeof(err)), 0);
+}
+
+/* everysec: each batch is reported written once write(2) returned -- before the once-a-second
+ * fdatasync, never before the bytes are in the file. */
+static void test_written_everysec_before_sync(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_EVERYSEC, &c);
+    written_open(&o, &loop, &c);
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    /* The first batch creates the first segment, which runs on the thread pool: nothing is
+     * reported from inside wal_commit. */
+    assert_int_equal(c.written_calls, 0);
+    uint64_t t0 = uv_now(&loop);
+    while (c.written_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_int_equal(c.written_max, 10);
+    assert_int_equal(c.written_calls, 1);
+    assert_int_equal(c.on_disk_at_written, 10);
+    assert_int_equal(wal_written_lsn(c.w), 10);
+    assert_true(c.durable_at_written < 10);
+    assert_int_equal(c.durable_calls, 0);
+    assert_true(uv_now(&loop) - t0 < 900);
+    /* A plain write into the open segment runs inline: reported from inside wal_commit, with
+     * the bytes already in the file. */
+    for (uint64_t lsn = 11; lsn <= 12; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    assert_int_equal(c.written_calls, 2);
+    assert_int_equal(c.written_max, 12);
+    assert_int_equal(c.on_disk_at_written, 12);
+    /* Then the timer's sync job makes it durable, without another written report (a ref'd
+     * timer keeps the loop running: the log's own sync timer does not). Writes go on while
+     * that job runs. */
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    uv_timer_start(&deadline, deadline_cb, 5000, 0);
+    uint64_t next = 13;
+    while (c.durable_max < 12 && uv_run(&loop, UV_RUN_ONCE)) {
+        if (next < 40) {
+            append_op(c.w, next++);
+            assert_int_equal(wal_commit(c.w), 0);
+            assert_int_equal(c.written_max, next - 1);
+        }
+    }
+    uv_close((uv_handle_t *)&deadline, NULL);
+    assert_true(wal_durable_lsn(c.w) >= 12);
+    assert_int_equal(wal_written_lsn(c.w), next - 1);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void wr_error(void *ud, int err)
+{
+    struct written_ctx *c = ud;
+    c->durable_calls += 1000; /* recorded apart from the durable count */
+    (void)err;
+}
+
+/* everysec: a failed fdatasync in the sync job, and a failed inline write, each break the log
+ * for good, are reported once through on_error, and never advance the durable lsn. */
+static void test_everysec_sync_and_write_errors(void **state)
+{
+    (void)state;
+    for (int which = 0; which < 2; which++) {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct written_ctx c;
+        memset(&c, 0, sizeof(c));
+        struct wal_options o = written_opts(WAL_FSYNC_EVERYSEC, &c);
+        o.on_error = wr_error;
+        written_open(&o, &loop, &c);
+        append_op(c.w, 1);
+        assert_int_equal(wal_commit(c.w), 0);
+        while (c.written_max < 1 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        struct fsio_fault f = {.at = 1, .ops = 1u << (which == 0 ? FSIO_OP_SYNC : FSIO_OP_WRITE)};
+        fsio_fault_set(&f);
+        append_op(c.w, 2);
+        int rc = wal_commit(c.w);
+        uv_timer_t deadline;
+        uv_timer_init(&loop, &deadline);
+        if (which == 0) {
+            /* The write succeeds inline; the timer's sync job fails. */
+            assert_int_equal(rc, 0);
+            assert_int_equal(c.written_max, 2);
+            uv_timer_start(&deadline, deadline_cb, 5000, 0);
+            while (c.durable_calls < 1000 && uv_run(&loop, UV_RUN_ONCE))
+                ;
+        } else {
+            /* The inline write fails inside wal_commit. */
+            assert_int_equal(rc, -EIO);
+            assert_int_equal(c.written_max, 1);
+        }
+        uv_close((uv_handle_t *)&deadline, NULL);
+        fsio_fault_clear();
+        assert_int_equal(c.durable_calls, 1000); /* one error, no durable report */
+        assert_int_equal(wal_durable_lsn(c.w), 0);
+        assert_int_equal(wal_append(c.w, 1, 0, NULL, NULL), -EIO);
+        struct wal_stats st;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.io_error, -EIO);
+        wal_close(c.w, wr_closed, &c);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_true(c.closed);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        tu_rmtree(dir);
+        dir = tu_mkdtemp();
+    }
+}
+
+/* always: written and durable advance together, written reported first; in synchronous mode
+ * (no loop) both are reported from inside wal_commit. */
+static void test_written_always_and_sync_mode(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+    written_open(&o, &loop, &c);
+    for (uint64_t lsn = 1; lsn <= 5; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 5 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(c.written_max, 5);
+    assert_int_equal(c.durable_max, 5);
+    assert_int_equal(c.on_disk_at_written, 5);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    memset(&c, 0, sizeof(c));
+    o = written_opts(WAL_FSYNC_NO, &c);
+    written_open(&o, NULL, &c);
+    for (uint64_t lsn = 6; lsn <= 8; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    assert_int_equal(c.written_max, 8);
+    assert_int_equal(c.on_disk_at_written, 8);
+    assert_int_equal(c.durable_calls, 0); /* fsync=no: the kernel decides */
+    wal_close(c.w, wr_closed, &c);
+    assert_true(c.closed);
+    assert_int_equal(c.durable_max, 8); /* close syncs */
+}
+
+/* fsync=always gathering: after a sync, the next batch starts once as many records as the synced
+ * batch held are buffered, or after gather_ms; a close during gathering still writes them. */
+static void test_always_gathers_the_next_batch(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+    o.gather_ms = 50;
+    o.gather_min_sync_us = 0;
+    written_open(&o, &loop, &c);
+    struct wal_stats st;
+    for (uint64_t lsn = 1; lsn <= 10; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 1);
+    /* Half of the batch came back: held. */
+    for (uint64_t lsn = 11; lsn <= 15; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 1);
+    assert_int_equal(st.written_lsn, 10);
+    /* All of it: dispatched at once, one fdatasync for the ten. */
+    for (uint64_t lsn = 16; lsn <= 20; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    uint64_t t0 = uv_now(&loop);
+    while (c.durable_max < 20 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_true(uv_now(&loop) - t0 < 45);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.commits, 2);
+    /* Fewer come back: they go after gather_ms. */
+    for (uint64_t lsn = 21; lsn <= 23; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    t0 = uv_now(&loop);
+    while (c.durable_max < 23 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    uv_update_time(&loop);
+    assert_int_equal(c.durable_max, 23);
+    assert_true(uv_now(&loop) - t0 >= 40);
+    /* Closing while gathering writes what waits. */
+    append_op(c.w, 24);
+    assert_int_equal(wal_commit(c.w), 0);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.written_lsn, 23);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(c.durable_max, 24);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void snap_done(void *ud, int status, uint64_t lsn)
 {
     struct loop_ctx *c = ud;
@@ -988,8 +1337,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_tear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_padding_is_not_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prealloc_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_written_always_and_sync_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_everysec_sync_and_write_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_always_gathers_the_next_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
     };
