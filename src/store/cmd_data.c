@@ -13,19 +13,27 @@
 
 /* --- string commands --- */
 
-void cmd_data_get(struct call *c)
+/* Replies with the string value of argv[1]: null when absent, WRONGTYPE when not a string.
+ * Returns true when a value was sent. */
+static bool reply_string(struct call *c)
 {
     struct kentry *e = lookup_read(c, c->argv[1]);
     if (e == NULL) {
         resp_add_null(c->out);
-        return;
+        return false;
     }
     if (kentry_type(e) != KEYSPACE_STRING) {
         reply_err(c->out, ERR_WRONGTYPE);
-        return;
+        return false;
     }
     struct slice v = kentry_str(e);
     resp_add_bulk(c->out, v.p, v.len);
+    return true;
+}
+
+void cmd_data_get(struct call *c)
+{
+    reply_string(c);
 }
 
 #define SET_NX 0x1u
@@ -180,17 +188,8 @@ static void log_del1(struct call *c, struct slice key)
 
 void cmd_data_getdel(struct call *c)
 {
-    struct kentry *e = lookup_read(c, c->argv[1]);
-    if (e == NULL) {
-        resp_add_null(c->out);
+    if (!reply_string(c))
         return;
-    }
-    if (kentry_type(e) != KEYSPACE_STRING) {
-        reply_err(c->out, ERR_WRONGTYPE);
-        return;
-    }
-    struct slice v = kentry_str(e);
-    resp_add_bulk(c->out, v.p, v.len);
     keyspace_del(c->ks, c->argv[1]);
     log_del1(c, c->argv[1]);
 }
