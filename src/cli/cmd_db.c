@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -20,9 +22,11 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "cli/cli.h"
 #include "store/db.h"
 #include "store/keyspace.h"
+#include "store/repl_node.h"
 #include "store/server.h"
 #include "store/wal_persist.h"
 
@@ -67,6 +71,24 @@ static const struct cfg_entry db_table[] = {
      "connections served at once; more get an error", 0},
     {"idle-timeout", CFG_DURATION, OFF(idle_timeout_ms), 0, 0, "0", NULL,
      "close clients idle this long (0: never)", 0},
+    {"replicaof", CFG_STRING, OFF(replicaof), 0, 0, NULL, NULL,
+     "start as a replica of the primary at HOST:PORT (REPLICAOF changes it at runtime)", 0},
+    {"name", CFG_STRING, OFF(name), 0, 0, NULL, NULL,
+     "this node's name, shown by its primary (default: the listen address HOST:PORT, which "
+     "FAILOVER uses to reach it)",
+     0},
+    {"repl-secret", CFG_STRING, OFF(repl_secret), 0, 0, NULL, NULL,
+     "shared replication secret replicas present (default: the --requirepass value)", 0},
+    {"sync-replicas", CFG_UINT, OFF(sync_replicas), 0, 64, "0", NULL,
+     "acknowledge a write only once this many replicas hold it durably (0: asynchronous); "
+     "with fewer in sync, writes go on after saying so in the log and INFO",
+     0},
+    {"sync-strict", CFG_BOOL, OFF(sync_strict), 0, 0, "no", NULL,
+     "with --sync-replicas: refuse writes (-NOREPLICAS) while fewer replicas are in sync", 0},
+    {"repl-heartbeat", CFG_DURATION, OFF(repl_heartbeat_ms), 10, 60000, "100ms", NULL,
+     "primary -> replica heartbeat interval", 0},
+    {"repl-max-lag", CFG_DURATION, OFF(repl_max_lag_ms), 10, 3600000, "1s", NULL,
+     "a replica that has not caught up within this is out of sync", 0},
     {"log-level", CFG_STRING, OFF(log_level), 0, 0, "notice", NULL, "error|warn|notice|info|debug",
      0},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0},
@@ -91,6 +113,7 @@ struct db_main {
     uv_signal_t sigint, sigterm;
     struct server *srv;
     struct wal_persist *wp;
+    struct repl_node *node;
     bool stopping;
     int exit_code;
 };
@@ -102,11 +125,20 @@ static void on_persist_closed(void *ud)
     log_notice("db", "stopped", "");
 }
 
+static void on_node_closed(void *ud)
+{
+    struct db_main *m = ud;
+    /* No client or replica is left: write and fsync what the log still holds, release DIR. */
+    m->node = NULL;
+    wal_persist_close(m->wp, on_persist_closed, m);
+}
+
 static void on_server_closed(void *ud)
 {
     struct db_main *m = ud;
-    /* No client is left: write and fsync what the log still holds, then release DIR. */
-    if (m->wp)
+    if (m->node)
+        repl_node_close(m->node, on_node_closed, m);
+    else if (m->wp)
         wal_persist_close(m->wp, on_persist_closed, m);
     else
         log_notice("db", "stopped", "");
@@ -231,6 +263,34 @@ static int recover(struct db_main *m, const struct db_config *cfg, struct db *db
     return 0;
 }
 
+/* The node's name (the bound listen address unless --name) and its first role. */
+static void start_role(struct db_main *m, const struct db_config *cfg)
+{
+    if (cfg->name == NULL) {
+        char a[64];
+        struct sockaddr_storage bound = cfg->listen;
+        if (bound.ss_family == AF_INET)
+            ((struct sockaddr_in *)&bound)->sin_port = htons((uint16_t)server_port(m->srv));
+        else if (bound.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&bound)->sin6_port = htons((uint16_t)server_port(m->srv));
+        addr_format((const struct sockaddr *)&bound, a, sizeof(a));
+        repl_node_set_name(m->node, a);
+    }
+    if (cfg->replicaof) {
+        struct sockaddr_storage up;
+        char err[200];
+        if (parse_addr(cfg->replicaof, &up, err, sizeof(err)) != 0) {
+            log_error("db", "--replicaof: bad address", "err=\"%s\"", err);
+            m->exit_code = 2;
+            stop(m, "bad --replicaof");
+            return;
+        }
+        repl_node_follow(m->node, &up);
+    } else {
+        repl_node_resume_primary(m->node);
+    }
+}
+
 int cmd_db_main(int argc, char **argv)
 {
     struct db_config cfg;
@@ -293,6 +353,20 @@ int cmd_db_main(int argc, char **argv)
         cfg_free(db_table, &cfg);
         return 0;
     }
+    if (cfg.in_memory && (cfg.replicaof || cfg.sync_replicas)) {
+        fprintf(stderr, "tandem db: replication streams the write-ahead log: --replicaof and "
+                        "--sync-replicas cannot be used with --in-memory\n");
+        cfg_free(db_table, &cfg);
+        return 2;
+    }
+    if (cfg.replicaof) {
+        struct sockaddr_storage up;
+        if (parse_addr(cfg.replicaof, &up, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tandem db: --replicaof: %s\n", err);
+            cfg_free(db_table, &cfg);
+            return 2;
+        }
+    }
     if (!cfg.in_memory && check_dir(cfg.dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "tandem db: %s\n", err);
         cfg_free(db_table, &cfg);
@@ -321,8 +395,20 @@ int cmd_db_main(int argc, char **argv)
         return 1;
     }
     m.srv = server_new(&m.loop, db, &cfg);
-    if (m.wp)
-        server_set_persist(m.srv, &wal_persist_ops, m.wp);
+    if (m.wp) {
+        struct repl_node_config nc;
+        memset(&nc, 0, sizeof(nc));
+        nc.dir = cfg.dir;
+        nc.name = cfg.name ? cfg.name : "";
+        nc.secret = cfg.repl_secret ? cfg.repl_secret : cfg.requirepass ? cfg.requirepass : "";
+        nc.sync_replicas = (unsigned)cfg.sync_replicas;
+        nc.sync_strict = cfg.sync_strict;
+        nc.heartbeat_ms = cfg.repl_heartbeat_ms;
+        nc.max_lag_ms = cfg.repl_max_lag_ms;
+        nc.own = cfg.listen;
+        m.node = repl_node_new(&m.loop, m.wp, db, &nc);
+        repl_node_attach_server(m.node, m.srv);
+    }
     server_on_shutdown(m.srv, on_shutdown, &m);
     uv_signal_init(&m.loop, &m.sigint);
     uv_signal_init(&m.loop, &m.sigterm);
@@ -337,6 +423,7 @@ int cmd_db_main(int argc, char **argv)
         stop(&m, "startup failure");
     } else if (m.wp) {
         wal_persist_start(m.wp);
+        start_role(&m, &cfg);
     }
     uv_run(&m.loop, UV_RUN_DEFAULT);
     int exit_code = m.exit_code;

@@ -308,10 +308,13 @@ static void info_section(struct call *c, const char *name, struct buf *o)
                    "\r\nkeyspace_misses:%" PRIu64 "\r\n",
                    keyspace_expired_total(c->ks), db->hits, db->misses);
     } else if (!strcmp(name, "replication")) {
-        buf_append_str(o,
-                       "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n"
-                       "master_repl_offset:0\r\nsecond_repl_offset:-1\r\n"
-                       "repl_backlog_active:0\r\n");
+        if (env->repl)
+            env->repl->info(env->repl_ud, o);
+        else
+            buf_append_str(o, "role:master\r\nconnected_slaves:0\r\n"
+                              "master_failover_state:no-failover\r\n"
+                              "master_repl_offset:0\r\nsecond_repl_offset:-1\r\n"
+                              "repl_backlog_active:0\r\n");
     } else if (!strcmp(name, "keyspace")) {
         uint64_t keys = keyspace_size(c->ks);
         if (keys)
@@ -357,7 +360,107 @@ static void cmd_info(struct call *c)
 
 static void cmd_role(struct call *c)
 {
-    ADD_LIT(c->out, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+    if (c->env->repl)
+        c->env->repl->role(c->env->repl_ud, c->out);
+    else
+        ADD_LIT(c->out, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n");
+}
+
+/* Copies a host argument into out (NUL-terminated); false when it cannot be a host name. */
+static bool host_arg(struct slice a, char *out, size_t len)
+{
+    if (a.len == 0 || a.len >= len || memchr(a.p, '\0', a.len))
+        return false;
+    memcpy(out, a.p, a.len);
+    out[a.len] = '\0';
+    return true;
+}
+
+static void cmd_replicaof(struct call *c)
+{
+    char host[256], err[256];
+    const char *h = NULL;
+    int64_t port = 0;
+    if (arg_is(c->argv[1], "no") && arg_is(c->argv[2], "one")) {
+        h = NULL;
+    } else if (!host_arg(c->argv[1], host, sizeof(host))) {
+        reply_err(c->out, "ERR Invalid master host");
+        return;
+    } else if (!parse_int_arg(c->argv[2], &port) || port < 1 || port > 65535) {
+        reply_err(c->out, "ERR Invalid master port");
+        return;
+    } else {
+        h = host;
+    }
+    if (c->env->repl == NULL) {
+        reply_err(c->out, "ERR replication needs the write-ahead log (not with --in-memory)");
+        return;
+    }
+    if (c->env->repl->replicaof(c->env->repl_ud, h, (int)port, err, sizeof(err)) != 0) {
+        resp_add_errorf(c->out, "%s", err);
+        return;
+    }
+    reply_ok(c->out);
+}
+
+static void cmd_failover(struct call *c)
+{
+    char host[256], err[256];
+    const char *h = NULL;
+    int64_t port = 0, timeout = 0;
+    bool abort_ = false;
+    for (int j = 1; j < c->argc; j++) {
+        if (arg_is(c->argv[j], "to") && j + 2 < c->argc) {
+            if (!host_arg(c->argv[j + 1], host, sizeof(host)) ||
+                !parse_int_arg(c->argv[j + 2], &port) || port < 1 || port > 65535) {
+                reply_err(c->out, "ERR Invalid target host or port");
+                return;
+            }
+            h = host;
+            j += 2;
+        } else if (arg_is(c->argv[j], "timeout") && j + 1 < c->argc) {
+            if (!parse_int_arg(c->argv[j + 1], &timeout) || timeout <= 0) {
+                reply_err(c->out, "ERR FAILOVER timeout must be greater than 0");
+                return;
+            }
+            j++;
+        } else if (arg_is(c->argv[j], "abort")) {
+            abort_ = true;
+        } else if (arg_is(c->argv[j], "force")) {
+            /* accepted: tandem never promotes a target that lacks acknowledged writes */
+        } else {
+            reply_err(c->out, ERR_SYNTAX);
+            return;
+        }
+    }
+    if (c->env->repl == NULL) {
+        reply_err(c->out, "ERR FAILOVER requires connected replicas.");
+        return;
+    }
+    if (c->env->repl->failover(c->env->repl_ud, h, (int)port, (uint64_t)timeout, abort_, err,
+                               sizeof(err)) != 0) {
+        resp_add_errorf(c->out, "%s", err);
+        return;
+    }
+    reply_ok(c->out);
+}
+
+/* WAIT numreplicas timeout: the server blocks the client (SESSION_WAIT) and answers with the
+ * number of replicas holding the connection's last write. */
+static void cmd_wait(struct call *c)
+{
+    int64_t n, timeout;
+    if (!parse_int_arg(c->argv[1], &n) || !parse_int_arg(c->argv[2], &timeout)) {
+        reply_err(c->out, ERR_NOTINT);
+        return;
+    }
+    if (timeout < 0) {
+        reply_err(c->out, "ERR timeout is negative");
+        return;
+    }
+    c->s->wait_replicas = n < 0 ? 0 : (uint64_t)n;
+    c->s->wait_timeout_ms = (uint64_t)timeout;
+    c->s->flags |= SESSION_WAIT;
 }
 
 static void cmd_time(struct call *c)
@@ -579,6 +682,8 @@ static const struct cmd_def table[] = {
      0},
     {"expireat", cmd_data_expireat, -3, W | F, "generic",
      "Set the expiration for a key as a UNIX timestamp", NULL, 0},
+    {"failover", cmd_failover, -1, CMD_ADMIN, "server",
+     "Start a coordinated failover between this server and one of its replicas", NULL, 0},
     {"flushall", cmd_data_flushall, -1, W | REC, "server", "Remove all keys from all databases",
      NULL, 0},
     {"flushdb", cmd_data_flushall, -1, W, "server", "Remove all keys from the current database",
@@ -619,6 +724,8 @@ static const struct cmd_def table[] = {
     {"pttl", cmd_data_pttl, 2, R | F, "generic", "Get the time to live for a key in milliseconds",
      NULL, 0},
     {"quit", cmd_quit, -1, CMD_NOAUTH | F, "connection", "Close the connection", NULL, 0},
+    {"replicaof", cmd_replicaof, 3, CMD_ADMIN, "server",
+     "Make the server a replica of another instance, or promote it as master", NULL, 0},
     {"role", cmd_role, 1, F | CMD_LOADING, "server",
      "Return the role of the instance in the context of replication", NULL, 0},
     {"save", cmd_save, 1, CMD_ADMIN, "server", "Synchronously save the dataset to disk", NULL, 0},
@@ -630,12 +737,18 @@ static const struct cmd_def table[] = {
      "Set the value of a key, only if the key does not exist", NULL, 0},
     {"shutdown", cmd_shutdown, -1, CMD_ADMIN | CMD_LOADING, "server",
      "Synchronously save the dataset to disk and then shut down the server", NULL, 0},
+    {"slaveof", cmd_replicaof, 3, CMD_ADMIN, "server",
+     "Make the server a replica of another instance, or promote it as master", NULL, 0},
     {"strlen", cmd_data_strlen, 2, R | F, "string", "Get the length of the value stored in a key",
      NULL, 0},
     {"time", cmd_time, 1, F | CMD_LOADING, "server", "Return the current server time", NULL, 0},
     {"ttl", cmd_data_ttl, 2, R | F, "generic", "Get the time to live for a key in seconds", NULL,
      0},
     {"type", cmd_data_type, 2, R | F, "generic", "Determine the type stored at key", NULL, 0},
+    {"wait", cmd_wait, 3, 0, "generic",
+     "Wait for the synchronous replication of all the write commands sent in the context of the "
+     "current connection",
+     NULL, 0},
 };
 
 #undef W
@@ -995,6 +1108,13 @@ bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct sli
         reply_err(s->out, ERR_NOAUTH);
         return false;
     }
+    if ((d->flags & CMD_WRITE) && env->repl) {
+        const char *why = env->repl->write_refusal(env->repl_ud);
+        if (why) {
+            reply_err(s->out, why);
+            return false;
+        }
+    }
     d->fn(&c);
     return c.logged && db_is_logging(env->db);
 }
@@ -1009,7 +1129,7 @@ int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size
     env->db = db;
     struct buf out;
     buf_init(&out);
-    struct session s = {0, NULL, true, 0, &out};
+    struct session s = {.authed = true, .out = &out};
     struct call c = {env, db, db->ks, &s, &out, argc, argv, 0, NULL, NULL, false};
     if (argc < 1) {
         snprintf(err, errlen, "empty record");

@@ -15,6 +15,7 @@
 
 #define SESSION_CLOSE_AFTER_REPLY 0x1u /* QUIT: close once the replies are written */
 #define SESSION_SHUTDOWN 0x2u          /* SHUTDOWN: stop the server */
+#define SESSION_WAIT 0x4u              /* WAIT: the server blocks the client (wait_* fields) */
 
 /* Per-connection state the commands read and change. The server embeds one per client. */
 struct session {
@@ -23,6 +24,32 @@ struct session {
     bool authed;     /* true when no password is required or AUTH succeeded */
     unsigned flags;  /* SESSION_* */
     struct buf *out; /* replies are appended here (borrowed) */
+    uint64_t last_write_lsn;  /* lsn of this connection's last write (WAIT waits for it) */
+    uint64_t wait_replicas;   /* WAIT numreplicas */
+    uint64_t wait_timeout_ms; /* WAIT timeout (0: forever) */
+};
+
+/* Replication hooks (store/repl_node.c implements them). Without them the node is a standalone
+ * primary: writes allowed, ROLE master, no replicas. */
+struct cmd_repl_ops {
+    /* NULL when a write may run now; else the error line to answer ("READONLY ..."). */
+    const char *(*write_refusal)(void *ud);
+    /* Appends the body of INFO replication. */
+    void (*info)(void *ud, struct buf *out);
+    /* Appends the ROLE reply. */
+    void (*role)(void *ud, struct buf *out);
+    /* REPLICAOF host port (host NULL: NO ONE). Returns 0 or a negative code with the error
+     * line (without "-") in err. */
+    int (*replicaof)(void *ud, const char *host, int port, char *err, size_t errlen);
+    /* FAILOVER [TO host port] [TIMEOUT ms] [ABORT] (host NULL: any in-sync replica). Returns 0
+     * (started; progress in INFO) or a negative code with the error line in err. */
+    int (*failover)(void *ud, const char *host, int port, uint64_t timeout_ms, bool abort_,
+                    char *err, size_t errlen);
+    /* Replicas that durably hold every record up to lsn (WAIT). */
+    unsigned (*count_acked)(void *ud, uint64_t lsn);
+    /* Takes over a client socket whose buffered input in[0..n) starts with REPLSYNC (fd owned
+     * by the callee from now on). Returns 0 or a negative code (fd closed then). */
+    int (*attach)(void *ud, int fd, const char *in, size_t n);
 };
 
 #define CMD_LUT_SIZE 256
@@ -36,6 +63,8 @@ struct cmd_env {
     struct db *db;
     cmd_info_fn info; /* may be NULL */
     void *info_ud;
+    const struct cmd_repl_ops *repl; /* may be NULL */
+    void *repl_ud;
     struct slice *rv; /* resolved-record scratch */
     size_t rv_cap;
     const struct kentry **ev; /* SCAN scratch */

@@ -40,6 +40,14 @@ struct db_config {
     uint64_t wal_segment_bytes;   /* log segment size */
     uint64_t snapshot_min_bytes;  /* automatic snapshot: log grew past this ... */
     uint64_t snapshot_growth_pct; /* ... and this % of the last snapshot (0: never) */
+    /* replication (store/repl_node.h) */
+    char *replicaof;          /* HOST:PORT of the primary to follow at startup; NULL: primary */
+    char *name;               /* node name; NULL: the listen address */
+    char *repl_secret;        /* NULL: requirepass */
+    uint64_t sync_replicas;   /* acknowledge a write once this many replicas have it */
+    bool sync_strict;         /* refuse writes while fewer are in sync */
+    uint64_t repl_heartbeat_ms;
+    uint64_t repl_max_lag_ms;
 };
 
 struct db {

@@ -61,6 +61,7 @@ struct keyspace {
     uint64_t expired;
     keyspace_expired_fn on_expired;
     void *on_expired_ud;
+    bool keep_expired; /* a replica: expired keys are hidden, never removed */
 };
 
 /* --- entry layout --- */
@@ -417,6 +418,11 @@ void keyspace_set_expired_hook(struct keyspace *ks, keyspace_expired_fn fn, void
     ks->on_expired_ud = ud;
 }
 
+void keyspace_set_keep_expired(struct keyspace *ks, bool keep)
+{
+    ks->keep_expired = keep;
+}
+
 bool keyspace_is_expired(const struct kentry *e, int64_t now_ms)
 {
     if (now_ms <= 0 || !(e->flags & F_EXPIRE))
@@ -453,7 +459,8 @@ struct kentry *keyspace_find(struct keyspace *ks, struct slice key, int64_t now_
     if (slot == NULL)
         return NULL;
     if (keyspace_is_expired(*slot, now_ms)) {
-        expire_entry(ks, &ks->ht, tbl, slot);
+        if (!ks->keep_expired)
+            expire_entry(ks, &ks->ht, tbl, slot);
         return NULL;
     }
     return *slot;
@@ -732,7 +739,7 @@ uint64_t keyspace_expire_cycle(struct keyspace *ks, int64_t now_ms, uint64_t max
 {
     struct expire_ctx x = {ks, now_ms, 0};
     *wrapped = false;
-    if (now_ms <= 0)
+    if (now_ms <= 0 || ks->keep_expired)
         return 0;
     while (max_steps-- && ks->nexpires > 0) {
         ks->expire_cursor = ht_scan(&ks->ht, ks->expire_cursor, expire_bucket, &x);

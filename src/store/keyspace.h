@@ -50,6 +50,10 @@ void keyspace_free(struct keyspace *ks);
 /* Sets the hook told about expired keys (NULL for none). */
 void keyspace_set_expired_hook(struct keyspace *ks, keyspace_expired_fn fn, void *ud);
 
+/* keep: expired keys are never removed (lookups return NULL for them, the active cycle does
+ * nothing) -- a replica, whose keys are removed only by its primary's records. */
+void keyspace_set_keep_expired(struct keyspace *ks, bool keep);
+
 /* Looks key up. An expired key (now_ms > 0 and past its time) is removed, the hook is called,
  * and NULL is returned. Also performs one incremental rehash step. */
 struct kentry *keyspace_find(struct keyspace *ks, struct slice key, int64_t now_ms);

@@ -58,6 +58,7 @@ struct repl_primary {
     char *dir, *secret;
     uint64_t term, heartbeat_ms, max_lag_ms;
     repl_primary_step_down_fn on_step_down;
+    void (*on_change)(void *ud);
     void *ud;
     uv_timer_t tick;
     uv_timer_t again; /* a pump that ran out of budget continues here */
@@ -71,6 +72,7 @@ struct repl_primary {
 };
 
 static void pump(struct rconn *c);
+static void changed(struct repl_primary *p);
 
 static void maybe_finish(struct repl_primary *p)
 {
@@ -115,6 +117,13 @@ static void conn_close(struct rconn *c, const char *why)
         log_notice("repl", "replica disconnected", "replica=%s addr=%s:%d reason=\"%s\"",
                    c->s.node[0] ? c->s.node : "?", c->addr, c->port, why);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    changed(p);
+}
+
+static void changed(struct repl_primary *p)
+{
+    if (p->on_change && !p->closing)
+        p->on_change(p->ud);
 }
 
 static void step_down(struct repl_primary *p, const struct repl_term_verdict *tv)
@@ -201,6 +210,7 @@ static int on_command(struct rconn *c, size_t argc, const struct slice *argv)
     struct repl_term_verdict tv;
     int rc = repl_session_ack(&c->s, lsn, term, p->term, clock_now_ms(), &tv);
     step_down(p, &tv);
+    changed(p);
     return rc;
 }
 
@@ -325,10 +335,12 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = clock_now_ms(), last = wal_written_lsn(p->w);
     for (unsigned i = 0; i < p->nconns; i++) {
         struct rconn *c = p->conns[i];
-        if (repl_session_tick(&c->s, last, now, p->max_lag_ms))
+        if (repl_session_tick(&c->s, last, now, p->max_lag_ms)) {
             log_notice("repl", c->s.in_sync ? "replica in sync" : "replica out of sync",
                        "replica=%s acked_lsn=%" PRIu64 " last_lsn=%" PRIu64, c->s.node,
                        c->s.acked_lsn, last);
+            changed(p);
+        }
         if (c->s.state == REPL_SESSION_HANDSHAKE)
             continue;
         struct buf hb;
@@ -352,6 +364,7 @@ struct repl_primary *repl_primary_new(uv_loop_t *loop, struct wal *w,
     p->heartbeat_ms = opts->heartbeat_ms ? opts->heartbeat_ms : 100;
     p->max_lag_ms = opts->max_lag_ms ? opts->max_lag_ms : 1000;
     p->on_step_down = opts->on_step_down;
+    p->on_change = opts->on_change;
     p->ud = opts->ud;
     uv_timer_init(loop, &p->tick);
     uv_timer_init(loop, &p->again);
@@ -446,6 +459,18 @@ void repl_primary_commit(const struct repl_primary *p, struct repl_commit_in *in
     in->replicas = NULL;
 }
 
+/* "6379" -> 6379; 0 unless every character is a digit and the value is a port. */
+static int atoi_port(const char *s)
+{
+    int v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return 0;
+        v = v * 10 + (*s - '0');
+    }
+    return v <= 65535 ? v : 0;
+}
+
 void repl_primary_info(const struct repl_primary *p, uint64_t now_ms, struct buf *out)
 {
     buf_printf(out, "connected_slaves:%u\r\n", p->nconns);
@@ -455,11 +480,31 @@ void repl_primary_info(const struct repl_primary *p, uint64_t now_ms, struct buf
                          : c->s.state == REPL_SESSION_SNAPSHOT ? "send_bulk"
                                                                : "wait_bgsave";
         uint64_t lag_s = c->s.last_ack_ms ? (now_ms - c->s.last_ack_ms) / 1000 : 0;
+        /* Nodes are named HOST:PORT by default: show the port replicas listen on, as Redis
+         * does, rather than the connection's own. */
+        int port = c->port;
+        const char *colon = strrchr(c->s.node, ':');
+        if (colon && colon[1] >= '1' && colon[1] <= '9' && strlen(colon + 1) <= 5) {
+            int v = atoi_port(colon + 1);
+            if (v > 0)
+                port = v;
+        }
         buf_printf(out,
                    "slave%u:ip=%s,port=%d,state=%s,offset=%" PRIu64 ",lag=%" PRIu64
                    ",name=%s,in_sync=%d\r\n",
-                   i, c->addr, c->port, st, c->s.acked_lsn, lag_s, c->s.node, c->s.in_sync);
+                   i, c->addr, port, st, c->s.acked_lsn, lag_s, c->s.node, c->s.in_sync);
     }
+}
+
+unsigned repl_primary_replicas(const struct repl_primary *p, struct repl_primary_replica *out,
+                               unsigned max)
+{
+    for (unsigned i = 0; i < p->nconns && i < max; i++) {
+        const struct repl_session *s = &p->conns[i]->s;
+        out[i] = (struct repl_primary_replica){s->node, s->state == REPL_SESSION_STREAMING,
+                                               s->in_sync, s->acked_lsn};
+    }
+    return p->nconns;
 }
 
 uint64_t repl_primary_full_syncs(const struct repl_primary *p)

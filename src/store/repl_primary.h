@@ -29,6 +29,9 @@ struct repl_primary_opts {
     uint64_t heartbeat_ms;                  /* 0 = 100 */
     uint64_t max_lag_ms;                    /* in-sync probe; 0 = 1000 */
     repl_primary_step_down_fn on_step_down; /* may be NULL */
+    /* A replica acknowledged, joined, left, or changed in-sync state (sync mode, WAIT). May be
+     * NULL. */
+    void (*on_change)(void *ud);
     void *ud;
 };
 
@@ -50,6 +53,16 @@ void repl_primary_commit(const struct repl_primary *p, struct repl_commit_in *in
 /* Appends Redis-style INFO replication lines for the replicas ("connected_slaves:N",
  * "slaveI:ip=...,port=...,state=...,offset=...,lag=..."). */
 void repl_primary_info(const struct repl_primary *p, uint64_t now_ms, struct buf *out);
+/* One connected replica, for the HA agent. */
+struct repl_primary_replica {
+    const char *node; /* borrowed until the next call into p */
+    bool streaming;   /* past the snapshot and catch-up */
+    bool in_sync;
+    uint64_t acked_lsn;
+};
+/* Fills up to max entries; returns the number of connected replicas. */
+unsigned repl_primary_replicas(const struct repl_primary *p, struct repl_primary_replica *out,
+                               unsigned max);
 /* Snapshots sent so far (full resyncs), for INFO and tests. */
 uint64_t repl_primary_full_syncs(const struct repl_primary *p);
 /* Closes every connection and handle, frees p, then calls cb (may be NULL). */

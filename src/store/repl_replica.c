@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "net/wq.h"
 #include "proto/replmsg.h"
+#include "proto/resp.h"
 #include "store/repl_link.h"
 #include "store/repl_wal.h"
 
@@ -49,6 +50,8 @@ struct repl_replica {
     struct repl_wal_sink sink;
     struct repl_link_ops ops; /* repl_wal_sink_ops plus our heartbeat hook */
     struct repl_replica_info info;
+    uint64_t released_lsn; /* highest lsn the owner reported durable */
+    bool auth_pending;     /* AUTH sent, its answer not read yet */
     bool closing;
     int handles_open;
     void (*close_cb)(void *ud);
@@ -126,7 +129,10 @@ static void on_heartbeat(void *ud, uint64_t commit_lsn, uint64_t last_lsn)
     struct repl_replica *r = ud;
     r->info.primary_commit_lsn = commit_lsn;
     r->info.primary_last_lsn = last_lsn;
-    send_ack(r, wal_durable_lsn(r->w));
+    /* The owner's durability rule (repl_replica_on_durable) may run ahead of the log's fsync
+     * (fsync=everysec acknowledges written records): never acknowledge less than before. */
+    uint64_t lsn = wal_durable_lsn(r->w);
+    send_ack(r, lsn > r->released_lsn ? lsn : r->released_lsn);
 }
 
 /* The ops table forwards to the sink, whose ud is inside r. */
@@ -193,6 +199,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     r->in.len += (size_t)nread;
+    if (r->auth_pending) {
+        /* The answer to our AUTH comes first: +OK, or an error from a primary that has no
+         * password (REPLSYNC's secret decides then); a wrong password ends the attempt. */
+        char *nl = memchr(r->in.p, '\n', r->in.len);
+        if (nl == NULL) {
+            if (r->in.len > 1024)
+                drop(r, "unexpected answer to AUTH");
+            return;
+        }
+        size_t len = (size_t)(nl - r->in.p) + 1;
+        if (len > 10 && memcmp(r->in.p, "-WRONGPASS", 10) == 0) {
+            drop(r, "the primary refused the replication secret (AUTH)");
+            return;
+        }
+        buf_consume(&r->in, len);
+        r->auth_pending = false;
+        if (r->in.len == 0)
+            return;
+    }
     uint64_t before = r->link.records;
     enum repl_link_state st = r->link.state;
     ssize_t used = repl_link_feed(&r->link, r->in.p, r->in.len);
@@ -234,6 +259,8 @@ static void on_connect(uv_connect_t *req, int status)
     }
     r->state = CONN_LINKED;
     r->info.connects++;
+    r->auth_pending = false;
+    r->in.len = 0;
     struct replmsg_hello h;
     int rc = repl_wal_hello(r->w, slice_cstr(r->node), slice_cstr(r->secret), &h);
     if (rc != 0) {
@@ -246,6 +273,14 @@ static void on_connect(uv_connect_t *req, int status)
     repl_link_init(&r->link, r->sink.term, h.last_lsn, &r->ops, r);
     struct buf b;
     buf_init(&b);
+    if (r->secret[0]) {
+        /* A primary with --requirepass serves only authenticated connections (its default
+         * replication secret is that password). */
+        resp_add_array(&b, 2);
+        resp_add_bulk(&b, "AUTH", 4);
+        resp_add_bulk(&b, r->secret, strlen(r->secret));
+        r->auth_pending = true;
+    }
     replmsg_hello_encode(&b, &h);
     rc = wq_write(&r->wq, b.p, b.len);
     buf_free(&b);
@@ -319,6 +354,8 @@ void repl_replica_start(struct repl_replica *r)
 
 void repl_replica_on_durable(struct repl_replica *r, uint64_t lsn)
 {
+    if (lsn > r->released_lsn)
+        r->released_lsn = lsn;
     if (lsn > r->info.acked_lsn)
         send_ack(r, lsn);
 }

@@ -70,6 +70,8 @@ struct client {
     bool writing;
     struct hold *holds;
     size_t hold_head, hold_len, hold_cap;
+    struct list waitl;       /* srv->waiting while blocked in WAIT */
+    uint64_t wait_until_ms;  /* WAIT's deadline (0: none) */
     uint64_t last_ms;
     bool closing;
     bool reading;
@@ -89,6 +91,7 @@ struct server {
     struct list clients;
     struct list pending;
     struct list held;
+    struct list waiting; /* clients blocked in WAIT */
     uint64_t nclients;
     uint64_t next_id;
     int port;
@@ -96,6 +99,7 @@ struct server {
     void *pud;
     uint64_t flushed_lsn; /* highest LSN handed to flush */
     uint64_t durable_lsn;
+    bool wait_check; /* a blocked WAIT may be answerable */
     server_shutdown_cb on_shutdown;
     void *on_shutdown_ud;
     server_closed_cb on_closed;
@@ -192,7 +196,7 @@ static void server_info(void *ud, const char *section, struct buf *o)
                    "\r\ntotal_net_output_bytes:%" PRIu64 "\r\nrejected_connections:%" PRIu64 "\r\n",
                    srv->stat_conns, srv->stat_cmds, ops_per_sec(srv), srv->stat_net_in,
                    srv->stat_net_out, srv->stat_rejected);
-    } else if (!strcmp(section, "replication")) {
+    } else if (!strcmp(section, "replication") && srv->env.repl == NULL) {
         buf_printf(o, "master_replid:%s\r\n", srv->run_id);
     }
 }
@@ -211,9 +215,11 @@ struct server *server_new(uv_loop_t *loop, struct db *db, const struct db_config
     list_init(&srv->clients);
     list_init(&srv->pending);
     list_init(&srv->held);
+    list_init(&srv->waiting);
     srv->next_id = 1;
     srv->lim_auth = (struct resp_limits){cfg->max_bulk, cfg->max_multibulk, INLINE_MAX, false};
-    /* Before AUTH, Redis accepts only small commands: a stranger cannot make it buffer much. */
+    /* Before AUTH, Redis accepts only small commands: a stranger cannot make it buffer much.
+     * (Replicas of a primary with a password send AUTH before REPLSYNC.) */
     srv->lim_unauth =
         (struct resp_limits){cfg->max_bulk < 16384 ? cfg->max_bulk : 16384,
                              cfg->max_multibulk < 10 ? cfg->max_multibulk : 10, INLINE_MAX, true};
@@ -429,12 +435,139 @@ static void stop_reading(struct client *c)
     }
 }
 
+/* --- replication: REPLSYNC hand-over and WAIT --- */
+
+static bool is_replsync(const struct resp_parser *p)
+{
+    static const char name[] = "replsync";
+    const struct slice a = p->argv[0];
+    if (a.len != sizeof(name) - 1)
+        return false;
+    for (size_t i = 0; i < a.len; i++)
+        if ((a.p[i] | 0x20) != name[i])
+            return false;
+    return true;
+}
+
+/* A replica's hello: hands the socket, with the input from the hello on, to the replication
+ * layer. Replies owed to earlier commands on the connection are written first. */
+static void hand_over(struct client *c, size_t start)
+{
+    struct server *srv = c->srv;
+    stop_reading(c);
+    size_t n = sendable(c);
+    if (c->writing || c->hold_len > 0 || n != c->out.len) {
+        log_info("client", "REPLSYNC after unfinished commands, closing", "addr=%s", c->addr);
+        client_close(c);
+        return;
+    }
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init(c->out.p, (unsigned)n);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)n) {
+            client_close(c);
+            return;
+        }
+    }
+    uv_os_fd_t ofd;
+    int fd = -1;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &ofd) == 0)
+        fd = dup(ofd);
+    if (fd == -1) {
+        log_warn("client", "cannot take over a replica's socket", "addr=%s err=%s", c->addr,
+                 strerror(errno));
+        client_close(c);
+        return;
+    }
+    log_info("client", "replica connection handed to replication", "addr=%s", c->addr);
+    /* The input stays valid until the close callback runs on a later iteration. */
+    const char *in = c->in.p + start;
+    size_t len = c->in.len - start;
+    client_close(c);
+    int rc = srv->env.repl->attach(srv->env.repl_ud, fd, in, len);
+    if (rc != 0)
+        log_info("client", "replica refused", "err=%s", td_strerror(rc));
+}
+
+static unsigned acked_replicas(const struct server *srv, uint64_t lsn)
+{
+    return srv->env.repl ? srv->env.repl->count_acked(srv->env.repl_ud, lsn) : 0;
+}
+
+/* WAIT: answers at once when enough replicas hold the connection's last write, else blocks
+ * the client (its later commands wait) until they do or the timeout passes. */
+static void wait_begin(struct client *c)
+{
+    struct server *srv = c->srv;
+    unsigned n = acked_replicas(srv, c->sess.last_write_lsn);
+    if (n >= c->sess.wait_replicas) {
+        resp_add_int(&c->out, n);
+        return;
+    }
+    c->wait_until_ms = c->sess.wait_timeout_ms ? clock_now_ms() + c->sess.wait_timeout_ms : 0;
+    list_append(&srv->waiting, &c->waitl);
+}
+
+static bool process_input(struct client *c);
+
+/* Answers every blocked WAIT that is satisfied or timed out and resumes its client. */
+static void wake_waiters(struct server *srv)
+{
+    srv->wait_check = false;
+    uint64_t now = clock_now_ms();
+    /* Collect first: resuming a client runs its commands, which may close other clients. */
+    struct list ready;
+    list_init(&ready);
+    struct list *pos, *tmp;
+    list_for_each_safe(pos, tmp, &srv->waiting)
+    {
+        struct client *c = container_of(pos, struct client, waitl);
+        unsigned n = acked_replicas(srv, c->sess.last_write_lsn);
+        if (n < c->sess.wait_replicas && (c->wait_until_ms == 0 || now < c->wait_until_ms))
+            continue;
+        list_remove(&c->waitl);
+        list_append(&ready, &c->waitl);
+    }
+    while (!list_empty(&ready)) {
+        struct client *c = container_of(ready.next, struct client, waitl);
+        list_remove(&c->waitl);
+        resp_add_int(&c->out, acked_replicas(srv, c->sess.last_write_lsn));
+        mark_pending(c);
+        process_input(c);
+    }
+}
+
+void server_repl_changed(struct server *srv)
+{
+    if (!list_empty(&srv->waiting))
+        srv->wait_check = true;
+}
+
+void server_set_repl(struct server *srv, const struct cmd_repl_ops *ops, void *ud)
+{
+    srv->env.repl = ops;
+    srv->env.repl_ud = ud;
+}
+
+void server_drop_held(struct server *srv, const char *why)
+{
+    unsigned n = 0;
+    while (!list_empty(&srv->held)) {
+        struct client *c = container_of(srv->held.next, struct client, heldl);
+        client_close(c);
+        n++;
+    }
+    if (n)
+        log_notice("server", "closed clients waiting for unacknowledged writes",
+                   "clients=%u cause=\"%s\"", n, why);
+}
+
 /* Runs every complete command buffered for c. Returns false when c was closed. */
 static bool process_input(struct client *c)
 {
     struct server *srv = c->srv;
     srv->db->now_ms = (int64_t)clock_wall_ms();
-    while (!(c->sess.flags & SESSION_CLOSE_AFTER_REPLY)) {
+    while (!(c->sess.flags & SESSION_CLOSE_AFTER_REPLY) && list_empty(&c->waitl)) {
+        size_t start = c->in_off;
         ssize_t n = resp_parse(&c->parser, c->in.p + c->in_off, c->in.len - c->in_off);
         if (n == TD_EINCOMPLETE)
             break;
@@ -452,11 +585,21 @@ static bool process_input(struct client *c)
         c->in_off += (size_t)n;
         if (c->parser.argc == 0)
             continue;
-        uint64_t start = c->out_base + c->out.len;
+        if (srv->env.repl && is_replsync(&c->parser)) {
+            hand_over(c, start);
+            return false;
+        }
+        uint64_t out_at = c->out_base + c->out.len;
         bool wrote = cmd_exec(&srv->env, &c->sess, (int)c->parser.argc, c->parser.argv);
         srv->stat_cmds++;
-        if (wrote)
-            hold_push(c, srv->db->last_lsn, start);
+        if (wrote) {
+            hold_push(c, srv->db->last_lsn, out_at);
+            c->sess.last_write_lsn = srv->db->last_lsn;
+        }
+        if (c->sess.flags & SESSION_WAIT) {
+            c->sess.flags &= ~SESSION_WAIT;
+            wait_begin(c);
+        }
         if (c->sess.flags & SESSION_SHUTDOWN) {
             log_notice("server", "shutdown requested", "addr=%s", c->addr);
             c->sess.flags &= ~SESSION_SHUTDOWN;
@@ -574,6 +717,7 @@ static void client_close(struct client *c)
     list_remove(&c->link);
     list_remove(&c->pending);
     list_remove(&c->heldl);
+    list_remove(&c->waitl);
     c->srv->nclients--;
     log_debug("client", "closed", "addr=%s id=%" PRIu64, c->addr, c->sess.id);
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
@@ -620,6 +764,7 @@ static void on_connection(uv_stream_t *ls, int status)
     list_init(&c->link);
     list_init(&c->pending);
     list_init(&c->heldl);
+    list_init(&c->waitl);
     srv->nclients++;
     list_append(&srv->clients, &c->link);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
@@ -655,6 +800,8 @@ static void on_connection(uv_stream_t *ls, int status)
 static void before_poll(uv_prepare_t *h)
 {
     struct server *srv = h->data;
+    if (srv->wait_check)
+        wake_waiters(srv);
     if (srv->pops && srv->db->last_lsn > srv->flushed_lsn) {
         srv->flushed_lsn = srv->db->last_lsn;
         srv->pops->flush(srv->pud);
@@ -743,6 +890,8 @@ static void on_cron(uv_timer_t *t)
         keyspace_maybe_shrink(srv->db->ks);
     idle_timeouts(srv);
     release_idle_buffers(srv);
+    if (!list_empty(&srv->waiting))
+        srv->wait_check = true; /* WAIT timeouts */
     uint64_t now = clock_now_ms();
     if (srv->ops_last_ms && now > srv->ops_last_ms) {
         srv->ops_samples[srv->ops_idx++ % OPS_SAMPLES] =

@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "store/cmd.h"
 #include "store/db.h"
 #include "store/persist.h"
 
@@ -33,6 +34,15 @@ int server_port(const struct server *srv);
 /* Installs persistence (before server_start): binds ops to the server's durability callback and
  * sets the db hook. ops and ud are borrowed for the server's life. */
 void server_set_persist(struct server *srv, const struct persist_ops *ops, void *ud);
+/* Installs the replication hooks (store/repl_node.c) before server_start: the write gate,
+ * INFO replication, ROLE, REPLICAOF, FAILOVER, WAIT and the REPLSYNC hand-over. */
+void server_set_repl(struct server *srv, const struct cmd_repl_ops *ops, void *ud);
+/* Replication state changed (an acknowledgement arrived): blocked WAITs are checked before the
+ * loop polls again. */
+void server_repl_changed(struct server *srv);
+/* Closes every client whose write replies are still held (their writes will never be
+ * acknowledged by this node: it stopped being the primary). why is logged. */
+void server_drop_held(struct server *srv, const char *why);
 /* Sets the callback for the SHUTDOWN command (NULL: SHUTDOWN closes the server itself). */
 void server_on_shutdown(struct server *srv, server_shutdown_cb cb, void *ud);
 /* Stops accepting, closes every client and handle; cb(ud) runs once all are closed. Safe to

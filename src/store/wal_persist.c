@@ -44,6 +44,8 @@ struct wal_persist {
     bool timer_open;
     persist_durable_fn durable;
     void *durable_ctx;
+    wal_persist_written_fn watch;
+    void *watch_ud;
     uint64_t term;
     struct wal_recovery rep;
     uint64_t snapshot_keys;     /* keys the startup loaded from the snapshot */
@@ -70,6 +72,8 @@ static void on_written(void *ud, uint64_t lsn)
     struct wal_persist *wp = ud;
     if (wp->cfg.fsync != WAL_FSYNC_ALWAYS)
         release(wp, lsn);
+    if (wp->watch && !wp->closing)
+        wp->watch(wp->watch_ud, lsn);
 }
 
 static void on_durable(void *ud, uint64_t lsn)
@@ -320,6 +324,17 @@ uint64_t wal_persist_snapshot_keys(const struct wal_persist *wp)
 }
 
 /* Returns the log (borrowed for wp's life). */
+void wal_persist_set_term(struct wal_persist *wp, uint64_t term)
+{
+    wp->term = term;
+}
+
+void wal_persist_watch(struct wal_persist *wp, wal_persist_written_fn fn, void *ud)
+{
+    wp->watch = fn;
+    wp->watch_ud = ud;
+}
+
 struct wal *wal_persist_wal(struct wal_persist *wp)
 {
     return wp->wal;

@@ -57,6 +57,12 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
 void wal_persist_start(struct wal_persist *wp);
 /* Keys the startup loaded from the snapshot. */
 uint64_t wal_persist_snapshot_keys(const struct wal_persist *wp);
+/* The term this node's own writes are logged in from now on (a promotion). */
+void wal_persist_set_term(struct wal_persist *wp, uint64_t term);
+/* Records up to lsn have been handed to the kernel (replication streams them). */
+typedef void (*wal_persist_written_fn)(void *ud, uint64_t lsn);
+/* Sets the one observer of written records (NULL: none). */
+void wal_persist_watch(struct wal_persist *wp, wal_persist_written_fn fn, void *ud);
 /* The log, for inspection (borrowed). */
 struct wal *wal_persist_wal(struct wal_persist *wp);
 /* Writes everything appended, fsyncs it, stops a running snapshot child, frees wp and then

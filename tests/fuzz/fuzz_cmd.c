@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cmd_env_init(&env, db);
     struct buf out;
     buf_init(&out);
-    struct session s = {1, NULL, true, 0, &out};
+    struct session s = {.id = 1, .authed = true, .out = &out};
     struct resp_limits lim = {4096, 64, 1024, false};
     struct resp_parser p;
     resp_parser_init(&p, &lim);

@@ -63,7 +63,7 @@ static int setup(void **state)
     f->db->now_ms = 1000000;
     cmd_env_init(&f->env, f->db);
     buf_init(&f->out);
-    f->s = (struct session){7, NULL, true, 0, &f->out};
+    f->s = (struct session){.id = 7, .authed = true, .out = &f->out};
     *state = f;
     return 0;
 }

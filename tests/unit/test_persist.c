@@ -128,7 +128,7 @@ static void test_log_snapshot_recover(void **state)
     cmd_env_init(&env, db);
     struct buf out;
     buf_init(&out);
-    struct session s = {1, NULL, true, 0, &out};
+    struct session s = {.id = 1, .authed = true, .out = &out};
     const char *before[] = {"SET a 1",        "SET b 2 EX 100", "INCR b",         "APPEND a xyz",
                             "HSET h f 1 g 2", "HINCRBY h f 41", "MSET m1 x m2 y", "DEL m1",
                             "EXPIRE m2 1000", "SETNX s 1"};

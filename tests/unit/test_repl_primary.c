@@ -89,6 +89,17 @@ static void a_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (r == TD_EINCOMPLETE)
         return;
     assert_true(r > 0);
+    if (slice_eq_nocase(c->rp.argv[0], SLICE_LIT("AUTH"))) {
+        /* A replica with a secret authenticates first, as with a primary's --requirepass. */
+        assert_true(c->rp.argc == 2 && slice_eq(c->rp.argv[1], SLICE_LIT("s3")));
+        uv_buf_t ok = uv_buf_init("+OK\r\n", 5);
+        assert_int_equal(uv_try_write(s, &ok, 1), 5);
+        buf_consume(&c->in, (size_t)r);
+        r = resp_parse(&c->rp, c->in.p, c->in.len);
+        if (r == TD_EINCOMPLETE)
+            return;
+        assert_true(r > 0);
+    }
     assert_true(slice_eq_nocase(c->rp.argv[0], SLICE_LIT("REPLSYNC")));
     uv_os_fd_t fd;
     assert_int_equal(uv_fileno((uv_handle_t *)s, &fd), 0);
@@ -250,7 +261,7 @@ static void test_primary_full_then_stream(void **state)
         wal_recover(c.rw, persist_snapshot_load, persist_wal_apply, c.rdb, &rep, err, sizeof(err)),
         0);
 
-    struct repl_primary_opts popts = {c.pdir, "s3", 2, 20, 500, NULL, NULL};
+    struct repl_primary_opts popts = {c.pdir, "s3", 2, 20, 500, NULL, NULL, NULL};
     c.prim = repl_primary_new(&c.loop, c.pw, &popts);
 
     uv_tcp_init(&c.loop, &c.listener);

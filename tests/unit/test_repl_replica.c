@@ -128,7 +128,11 @@ static void p_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             break;
         assert_true(r > 0);
         struct repl_term_verdict tv;
-        if (pc->s.state == REPL_SESSION_HANDSHAKE) {
+        if (slice_eq_nocase(pc->rp.argv[0], SLICE_LIT("AUTH"))) {
+            /* the replica authenticates with its secret before REPLSYNC */
+            assert_true(pc->rp.argc == 2 && slice_eq(pc->rp.argv[1], SLICE_LIT("pw")));
+            assert_int_equal(wq_write(&pc->wq, "+OK\r\n", 5), 0);
+        } else if (pc->s.state == REPL_SESSION_HANDSHAKE) {
             struct replmsg_hello h;
             const char *why;
             assert_int_equal(replmsg_hello_parse(pc->rp.argc, pc->rp.argv, &h, &why), 0);

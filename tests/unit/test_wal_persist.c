@@ -77,7 +77,7 @@ static void rig_open(struct rig *r, const struct wal_persist_config *cfg)
     wal_persist_ops.bind(r->wp, on_released, r);
     cmd_env_init(&r->env, r->db);
     buf_init(&r->out);
-    r->s = (struct session){1, NULL, true, 0, &r->out};
+    r->s = (struct session){.id = 1, .authed = true, .out = &r->out};
 }
 
 static void closed_cb(void *ud)
