@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/parse.h"
 #include "cli/cli.h"
+#include "cli/db_ha.h"
 #include "store/db.h"
 #include "store/keyspace.h"
 #include "store/repl_node.h"
@@ -89,6 +90,27 @@ static const struct cfg_entry db_table[] = {
      "primary -> replica heartbeat interval", 0},
     {"repl-max-lag", CFG_DURATION, OFF(repl_max_lag_ms), 10, 3600000, "1s", NULL,
      "a replica that has not caught up within this is out of sync", 0},
+    {"coordinator", CFG_STRING, OFF(coordinator), 0, 0, NULL, NULL,
+     "automatic failover: builtin://HOST:PORT (tandem arbiter) or etcd://HOST:PORT[,...]; the "
+     "node starts read-only and is primary only while it holds the leader lease",
+     0},
+    {"cluster", CFG_STRING, OFF(cluster), 0, 0, "tandem", NULL,
+     "cluster name at the coordinator (nodes of one cluster elect one primary)", 0},
+    {"priority", CFG_UINT, OFF(priority), 0, 1000000, "100", NULL,
+     "failover preference among equally up-to-date nodes (0: never promoted)", 0},
+    {"lease-ttl", CFG_DURATION, OFF(lease_ttl_ms), 200, 3600000, "2s", NULL,
+     "leader lease: a dead primary is replaced about this long after it stopped renewing; it "
+     "stops taking writes before its lease can expire (etcd rounds up to whole seconds)",
+     0},
+    {"min-replicas", CFG_UINT, OFF(min_replicas), 0, 15, "0", NULL,
+     "restore redundancy: below this many healthy replicas the primary runs --provision-cmd",
+     0},
+    {"provision-after", CFG_DURATION, OFF(provision_after_ms), 0, 3600000, "5s", NULL,
+     "... once they stayed below for this long", 0},
+    {"provision-cmd", CFG_STRING, OFF(provision_cmd), 0, 0, NULL, NULL,
+     "command (run by /bin/sh -c, with TANDEM_CLUSTER, TANDEM_PRIMARY, TANDEM_MISSING set) that "
+     "starts a new node replicating from this cluster",
+     0},
     {"log-level", CFG_STRING, OFF(log_level), 0, 0, "notice", NULL, "error|warn|notice|info|debug",
      0},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0},
@@ -114,6 +136,7 @@ struct db_main {
     struct server *srv;
     struct wal_persist *wp;
     struct repl_node *node;
+    struct db_ha *ha;
     bool stopping;
     int exit_code;
 };
@@ -144,6 +167,13 @@ static void on_server_closed(void *ud)
         log_notice("db", "stopped", "");
 }
 
+static void on_ha_stopped(void *ud)
+{
+    struct db_main *m = ud;
+    m->ha = NULL;
+    server_close(m->srv, on_server_closed, m);
+}
+
 static void stop(struct db_main *m, const char *why)
 {
     if (m->stopping)
@@ -152,7 +182,10 @@ static void stop(struct db_main *m, const char *why)
     log_notice("db", "stopping", "cause=\"%s\"", why);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
-    server_close(m->srv, on_server_closed, m);
+    if (m->ha)
+        db_ha_stop(m->ha, on_ha_stopped, m); /* hand over first, then close */
+    else
+        server_close(m->srv, on_server_closed, m);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -266,17 +299,24 @@ static int recover(struct db_main *m, const struct db_config *cfg, struct db *db
 /* The node's name (the bound listen address unless --name) and its first role. */
 static void start_role(struct db_main *m, const struct db_config *cfg)
 {
-    if (cfg->name == NULL) {
-        char a[64];
-        struct sockaddr_storage bound = cfg->listen;
-        if (bound.ss_family == AF_INET)
-            ((struct sockaddr_in *)&bound)->sin_port = htons((uint16_t)server_port(m->srv));
-        else if (bound.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&bound)->sin6_port = htons((uint16_t)server_port(m->srv));
-        addr_format((const struct sockaddr *)&bound, a, sizeof(a));
-        repl_node_set_name(m->node, a);
-    }
-    if (cfg->replicaof) {
+    char addr[64];
+    struct sockaddr_storage bound = cfg->listen;
+    if (bound.ss_family == AF_INET)
+        ((struct sockaddr_in *)&bound)->sin_port = htons((uint16_t)server_port(m->srv));
+    else if (bound.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&bound)->sin6_port = htons((uint16_t)server_port(m->srv));
+    addr_format((const struct sockaddr *)&bound, addr, sizeof(addr));
+    const char *name = cfg->name ? cfg->name : addr;
+    repl_node_set_name(m->node, name);
+    if (cfg->coordinator) {
+        char err[300];
+        m->ha = db_ha_start(&m->loop, m->node, cfg, name, addr, err, sizeof(err));
+        if (m->ha == NULL) {
+            log_error("db", "cannot start the HA agent", "err=\"%s\"", err);
+            m->exit_code = 2;
+            stop(m, "HA agent failure");
+        }
+    } else if (cfg->replicaof) {
         struct sockaddr_storage up;
         char err[200];
         if (parse_addr(cfg->replicaof, &up, err, sizeof(err)) != 0) {
@@ -356,6 +396,12 @@ int cmd_db_main(int argc, char **argv)
     if (cfg.in_memory && (cfg.replicaof || cfg.sync_replicas)) {
         fprintf(stderr, "tandem db: replication streams the write-ahead log: --replicaof and "
                         "--sync-replicas cannot be used with --in-memory\n");
+        cfg_free(db_table, &cfg);
+        return 2;
+    }
+    if (cfg.coordinator && (cfg.replicaof || cfg.in_memory)) {
+        fprintf(stderr, "tandem db: with --coordinator the agent chooses the primary: drop "
+                        "--replicaof (and --in-memory)\n");
         cfg_free(db_table, &cfg);
         return 2;
     }

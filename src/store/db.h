@@ -48,6 +48,14 @@ struct db_config {
     bool sync_strict;         /* refuse writes while fewer are in sync */
     uint64_t repl_heartbeat_ms;
     uint64_t repl_max_lag_ms;
+    /* automatic failover (cli/db_ha.c) */
+    char *coordinator;          /* builtin://HOST:PORT or etcd://HOST:PORT[,...]; NULL: none */
+    char *cluster;
+    uint64_t priority;          /* 0: never promoted */
+    uint64_t lease_ttl_ms;
+    uint64_t min_replicas;      /* restore redundancy below this many healthy replicas */
+    uint64_t provision_after_ms;
+    char *provision_cmd;        /* run by /bin/sh -c with TANDEM_* variables */
 };
 
 struct db {

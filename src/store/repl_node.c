@@ -36,6 +36,7 @@
 #include "store/server.h"
 
 #define MAX_REPLICAS 64
+#define MAX_SYNC 16
 #define FAILOVER_DEFAULT_MS 10000
 
 enum node_role { ROLE_NONE = 0, ROLE_PRIMARY, ROLE_REPLICA };
@@ -71,8 +72,12 @@ struct repl_node {
     bool has_upstream;
     uint64_t term;        /* highest term known */
     uint64_t stepped_for; /* a primary that saw this higher term refuses writes; 0: none */
-    bool fenced;
-    char fence_reason[160];
+    const char *(*gate)(void *ud); /* the owner's veto on writes (the HA agent's lease) */
+    void *gate_ud;
+    /* the HA agent's sync set (when set, it replaces --sync-replicas' own rule) */
+    bool agent_sync, sync_hold;
+    char sync_names[MAX_SYNC][REPLMSG_MAX_NAME + 1];
+    size_t sync_n;
     repl_node_term_fn on_term;
     void *on_term_ud;
     /* persistence decorator */
@@ -223,8 +228,9 @@ static const char *refusal(const struct repl_node *n)
         return "READONLY You can't write against a read only replica.";
     if (n->stepped_for)
         return "READONLY this node stepped down: a newer primary exists";
-    if (n->fenced)
-        return n->fence_reason;
+    const char *why = n->gate ? n->gate(n->gate_ud) : NULL;
+    if (why)
+        return why;
     if (n->fo != FO_NONE)
         return "READONLY failover in progress: writes resume on the new primary";
     return NULL;
@@ -244,12 +250,33 @@ static const char *write_refusal(void *ud)
     return why;
 }
 
+/* The agent's rule: every replica named in the sync set holds the write. */
+static uint64_t agent_commit(const struct repl_node *n)
+{
+    if (n->sync_hold)
+        return n->commit_lsn;
+    uint64_t target = n->local_lsn;
+    struct repl_primary_replica rs[MAX_REPLICAS];
+    unsigned nr = repl_primary_replicas(n->primary, rs, MAX_REPLICAS);
+    for (size_t j = 0; j < n->sync_n; j++) {
+        uint64_t acked = 0;
+        for (unsigned i = 0; i < nr && i < MAX_REPLICAS; i++)
+            if (rs[i].streaming && strcmp(rs[i].node, n->sync_names[j]) == 0)
+                acked = rs[i].acked_lsn;
+        if (acked < target)
+            target = acked;
+    }
+    return target;
+}
+
 static void recompute(struct repl_node *n)
 {
-    if (n->role != ROLE_PRIMARY || n->stepped_for || n->fenced)
+    if (!repl_node_writable(n))
         return; /* nothing is acknowledged while this node may not take writes */
     uint64_t target = n->local_lsn;
-    if (n->cfg.sync_replicas > 0 && n->primary) {
+    if (n->agent_sync && n->primary) {
+        target = agent_commit(n);
+    } else if (n->cfg.sync_replicas > 0 && n->primary) {
         struct repl_commit_in in = {n->cfg.sync_replicas, n->cfg.sync_strict, n->local_lsn,
                                     n->commit_lsn, n->unsynced_recorded, 0, NULL};
         struct repl_commit out;
@@ -369,15 +396,44 @@ void repl_node_follow(struct repl_node *n, const struct sockaddr_storage *addr)
     log_notice("repl", "replica", "primary=%s", a);
 }
 
-void repl_node_set_fence(struct repl_node *n, bool fenced, const char *reason)
+void repl_node_set_gate(struct repl_node *n, const char *(*gate)(void *ud), void *ud)
 {
-    if (fenced == n->fenced)
-        return;
-    n->fenced = fenced;
-    snprintf(n->fence_reason, sizeof(n->fence_reason), "READONLY %s",
-             reason ? reason : "writes are fenced");
-    if (!fenced)
-        recompute(n);
+    n->gate = gate;
+    n->gate_ud = ud;
+}
+
+void repl_node_gate_changed(struct repl_node *n)
+{
+    recompute(n);
+}
+
+void repl_node_set_sync(struct repl_node *n, const char *const *names, size_t count,
+                        bool degraded, bool hold)
+{
+    n->agent_sync = true;
+    n->sync_n = 0;
+    for (size_t i = 0; i < count && n->sync_n < MAX_SYNC; i++)
+        snprintf(n->sync_names[n->sync_n++], sizeof(n->sync_names[0]), "%s", names[i]);
+    n->degraded = degraded;
+    n->sync_hold = hold;
+    recompute(n);
+}
+
+size_t repl_node_replicas(const struct repl_node *n, struct repl_node_replica *out, size_t max)
+{
+    if (n->primary == NULL)
+        return 0;
+    struct repl_primary_replica rs[MAX_REPLICAS];
+    unsigned nr = repl_primary_replicas(n->primary, rs, MAX_REPLICAS);
+    size_t k = 0;
+    for (unsigned i = 0; i < nr && i < MAX_REPLICAS && k < max; i++) {
+        snprintf(out[k].name, sizeof(out[k].name), "%s", rs[i].node);
+        out[k].streaming = rs[i].streaming;
+        out[k].in_sync = rs[i].in_sync;
+        out[k].acked_lsn = rs[i].acked_lsn;
+        k++;
+    }
+    return k;
 }
 
 uint64_t repl_node_term(const struct repl_node *n)

@@ -80,9 +80,25 @@ void repl_node_set_name(struct repl_node *n, const char *name);
  * whose write replies are still held are closed. */
 void repl_node_follow(struct repl_node *n, const struct sockaddr_storage *addr);
 
-/* An owner's veto on writes (the HA agent's lease): while set, writes are refused with
- * reason (copied) and no reply of a write is released. */
-void repl_node_set_fence(struct repl_node *n, bool fenced, const char *reason);
+/* An owner's veto on writes (the HA agent's lease): gate(ud) returns NULL when writes may go
+ * on, else the error line to answer ("READONLY ..."). Asked on every write and before any
+ * reply of a write is released. */
+void repl_node_set_gate(struct repl_node *n, const char *(*gate)(void *ud), void *ud);
+/* The gate's answer may have changed (a renewal confirmed): release what is due. */
+void repl_node_gate_changed(struct repl_node *n);
+
+/* The HA agent's sync rule (replaces --sync-replicas' own): acknowledge a write once every
+ * replica in names holds it; hold: acknowledge nothing new; degraded: say so in INFO. */
+void repl_node_set_sync(struct repl_node *n, const char *const *names, size_t count,
+                        bool degraded, bool hold);
+
+/* Connected replicas (primary), for the HA agent. Returns how many were written. */
+struct repl_node_replica {
+    char name[257];
+    bool streaming, in_sync;
+    uint64_t acked_lsn;
+};
+size_t repl_node_replicas(const struct repl_node *n, struct repl_node_replica *out, size_t max);
 
 /* True when the node is primary, has not seen a higher term and is not fenced. */
 bool repl_node_writable(const struct repl_node *n);
