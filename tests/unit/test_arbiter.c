@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,9 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/fsio.h"
 #include "coord/arbiter.h"
+#include "coord/arbiter_core.h"
 #include "coord/dcs_builtin.h"
 #include "testutil.h"
 
@@ -40,7 +43,25 @@ struct env {
     struct dcs_result last;
     char keys[MAX_KV][64], vals[MAX_KV][64];
     int changed;
+    int fatal;
 };
+
+/* Whether the state file in e->dir holds key (loaded as a restart would). */
+static bool state_file_has(struct env *e, const char *key)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/arbiter.state", e->dir);
+    size_t n;
+    char *b = tu_read(path, &n);
+    if (b == NULL)
+        return false;
+    struct arbiter_core *c = arbiter_core_new(NULL);
+    struct dcs_kv kv;
+    bool has = arbiter_core_load(c, b, n, 0) == 0 && arbiter_core_get(c, slice_cstr(key), &kv);
+    arbiter_core_free(c);
+    free(b);
+    return has;
+}
 
 static void on_result(struct dcs *d, const struct dcs_result *r)
 {
@@ -62,9 +83,16 @@ static void on_changed(struct dcs *d)
     e->changed++;
 }
 
+static void on_fatal(void *ud)
+{
+    struct env *e = ud;
+    e->fatal++;
+}
+
 static void start_arbiter(struct env *e)
 {
     e->arb = arbiter_new(&e->loop, &e->cfg);
+    arbiter_on_fatal(e->arb, on_fatal, e);
     e->arb_closed = false;
     char err[256];
     int rc = arbiter_start(e->arb, err, sizeof(err));
@@ -425,6 +453,53 @@ static void test_close_cancels(void **state)
     assert_int_equal(e->results, before);
 }
 
+/* A plain blocking client in this thread: after each single loop iteration, any reply that
+ * has arrived is checked against the state file on disk. A reply written before the state
+ * would be seen here with the key missing from the file. */
+static void test_reply_only_after_state_written(void **state)
+{
+    struct env *e = *state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)arbiter_port(e->arb))};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    for (int i = 0; i < 5; i++) {
+        char cmd[128], key[32];
+        snprintf(key, sizeof(key), "/d/k%d", i);
+        int n = snprintf(cmd, sizeof(cmd), "TXN 0 1 PUT %s v 0\r\n", key);
+        assert_int_equal(write(fd, cmd, (size_t)n), n);
+        char reply[64];
+        ssize_t got = 0;
+        uint64_t end = clock_now_ms() + 5000;
+        while (got <= 0 && clock_now_ms() < end) {
+            uv_run(&e->loop, UV_RUN_NOWAIT);
+            got = recv(fd, reply, sizeof(reply), MSG_DONTWAIT);
+        }
+        assert_true(got > 0);
+        assert_true(state_file_has(e, key));
+        assert_memory_equal(reply, "*2\r\n:0\r\n", 8);
+    }
+    close(fd);
+}
+
+static void test_failed_state_write_gives_no_reply(void **state)
+{
+    struct env *e = *state;
+    const struct dcs_result *r = readp(e, "");
+    assert_int_equal(r->status, DCS_OK);
+    struct fsio_fault f = {.at = 1, .ops = 1u << FSIO_OP_RENAME, .persistent = true};
+    fsio_fault_set(&f);
+    struct dcs_req q = {.op = DCS_OP_TXN, .nput = 1};
+    q.put[0] = (struct dcs_put){SLICE_LIT("/f/lost"), SLICE_LIT("v"), 0, false};
+    r = call(e, &q);
+    fsio_fault_clear();
+    /* The arbiter stopped serving: the request's outcome is unknown to the client. */
+    assert_int_equal(r->status, DCS_EUNAVAIL);
+    assert_int_equal(e->fatal, 1);
+    assert_false(state_file_has(e, "/f/lost"));
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -434,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_then_restarted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_only_after_state_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_state_write_gives_no_reply, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
