@@ -573,7 +573,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("client", "read failed", "addr=%s err=%s", c->addr, uv_strerror((int)nread));
-        if (nread == UV_EOF && (c->out.len > 0 || !list_empty(&c->pending))) {
+        /* A client that shut down its sending side still gets the replies it is owed. */
+        if (nread == UV_EOF &&
+            (c->out.len > 0 || !list_empty(&c->pending) || wq_pending(&c->wq) > 0)) {
             c->close_after = true;
             uv_read_stop(s);
             return;

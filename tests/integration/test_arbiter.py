@@ -238,3 +238,17 @@ def test_second_arbiter_on_same_dir_refused(procs):
     p = b.start(expect_up=False)
     assert p.popen.wait(timeout=10) == 1
     assert "in use by another arbiter" in p.log()
+
+
+def test_half_closed_client_gets_its_replies(procs):
+    """A client that sends its commands and shuts down its side (like `nc -N`) still receives
+    every reply, the durable ones included."""
+    a = Arbiter(procs)
+    a.start()
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+    s.sendall(b"PING\r\nTXN 0 1 PUT /h v 0\r\nGET /h\r\n")
+    s.shutdown(socket.SHUT_WR)
+    got = recv_all(s)
+    assert got == b"+PONG\r\n*2\r\n:0\r\n:1\r\n$1\r\nv\r\n", got
+    s.close()
+    assert a.client().get("/h") == b"v"
