@@ -44,7 +44,10 @@ struct env {
     char keys[MAX_KV][64], vals[MAX_KV][64];
     int changed;
     int fatal;
+    bool close_in_cb; /* the result callback closes the backend */
 };
+
+static void on_dcs_closed(struct dcs *d);
 
 /* Whether the state file in e->dir holds key (loaded as a restart would). */
 static bool state_file_has(struct env *e, const char *key)
@@ -68,6 +71,10 @@ static void on_result(struct dcs *d, const struct dcs_result *r)
     struct env *e = d->data;
     assert_false(e->in_submit); /* never from inside submit */
     e->results++;
+    if (e->close_in_cb) {
+        e->close_in_cb = false;
+        d->ops->close(d, on_dcs_closed);
+    }
     e->last = *r;
     e->last.kvs = NULL;
     for (size_t i = 0; i < r->nkvs && i < MAX_KV; i++) {
@@ -500,6 +507,41 @@ static void test_failed_state_write_gives_no_reply(void **state)
     assert_false(state_file_has(e, "/f/lost"));
 }
 
+/* A callback that closes the backend stops every later delivery, even of replies already
+ * received in the same read, and of failures queued for the defer timer. */
+static void test_close_from_callback(void **state)
+{
+    struct env *e = *state;
+    const struct dcs_result *r = readp(e, ""); /* connected */
+    assert_int_equal(r->status, DCS_OK);
+    int before = e->results;
+    e->in_submit = true;
+    for (uint64_t i = 0; i < 3; i++) {
+        struct dcs_req q = {.id = 500 + i, .op = DCS_OP_READ, .prefix = SLICE_LIT("")};
+        assert_int_equal(dcs_submit(e->d, &q), 0);
+    }
+    e->in_submit = false;
+    e->close_in_cb = true;
+    assert_true(run_until(e, &e->d_closed, 5000));
+    e->d = NULL;
+    assert_int_equal(e->results, before + 1);
+    /* Same with failures: arbiter down, requests fail from the backoff path. */
+    stop_arbiter(e);
+    new_dcs(e, (int)ntohs(((struct sockaddr_in *)&e->cfg.listen)->sin_port), 1000);
+    before = e->results;
+    e->in_submit = true;
+    for (uint64_t i = 0; i < 3; i++) {
+        struct dcs_req q = {.id = 600 + i, .op = DCS_OP_READ, .prefix = SLICE_LIT("")};
+        assert_int_equal(dcs_submit(e->d, &q), 0);
+    }
+    e->in_submit = false;
+    e->close_in_cb = true;
+    assert_true(run_until(e, &e->d_closed, 5000));
+    e->d = NULL;
+    assert_int_equal(e->results, before + 1);
+    assert_int_equal(e->last.status, DCS_EUNAVAIL);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -509,6 +551,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_then_restarted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_only_after_state_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_state_write_gives_no_reply, setup, teardown),
     };
