@@ -16,6 +16,7 @@ struct command {
 static const struct command commands[] = {
     {"app", cmd_app_main, "example stateless HTTP API (users, balances) backed by the store"},
     {"db", cmd_db_main, "the store: a Redis-protocol key-value server"},
+    {"arbiter", cmd_arbiter_main, "built-in coordinator (witness): leases, revisions, CAS"},
     {"lb", cmd_lb_main, "load balancer: HTTP and TCP pools, active-active or active-passive"},
     {"version", cmd_version_main, "print versions and exit"},
     {"load", cmd_load_main, "HTTP keep-alive load generator and failover checker"},
