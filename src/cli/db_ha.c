@@ -172,6 +172,11 @@ static void on_term(void *ud, uint64_t term)
         agent_loop_term_seen(h->al, term);
 }
 
+static void free_dcs(struct dcs *d)
+{
+    free(d);
+}
+
 struct db_ha *db_ha_start(uv_loop_t *loop, struct repl_node *n, const struct db_config *cfg,
                           const char *name, const char *addr, char *err, size_t errlen)
 {
@@ -182,10 +187,10 @@ struct db_ha *db_ha_start(uv_loop_t *loop, struct repl_node *n, const struct db_
     ac.addr = addr;
     ac.priority = (uint32_t)cfg->priority;
     ac.ttl_ms = cfg->lease_ttl_ms;
-    /* Renew four times per TTL, poll five times, and give up on a request after a third. */
+    /* Renew four times per TTL, poll five times, and give up on a request after half a TTL. */
     ac.renew_ms = ac.ttl_ms / 4;
     ac.loop_ms = ac.ttl_ms / 5 < 1000 ? ac.ttl_ms / 5 : 1000;
-    ac.dcs_timeout_ms = ac.ttl_ms / 3;
+    ac.dcs_timeout_ms = ac.ttl_ms / 2;
     ac.margin_ms = ac.ttl_ms / 20 > 20 ? ac.ttl_ms / 20 : 20;
     ac.sync_replicas = (unsigned)cfg->sync_replicas;
     ac.sync_strict = cfg->sync_strict;
@@ -207,7 +212,7 @@ struct db_ha *db_ha_start(uv_loop_t *loop, struct repl_node *n, const struct db_
     repl_node_follow(n, NULL);
     h->al = agent_loop_new(loop, d, &ac, &host_ops, h, err, errlen);
     if (h->al == NULL) {
-        d->ops->close(d, NULL);
+        d->ops->close(d, free_dcs);
         repl_node_set_gate(n, NULL, NULL);
         repl_node_on_term(n, NULL, NULL);
         free(h->provision_cmd);

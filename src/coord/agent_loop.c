@@ -274,6 +274,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void on_dcs_closed(struct dcs *d)
 {
     struct agent_loop *al = d->data;
+    free(d); /* the backend's contract: released by its owner once closed */
     on_handle_closed((uv_handle_t *)&al->tick); /* counts the backend as a handle */
 }
 

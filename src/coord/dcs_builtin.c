@@ -30,6 +30,7 @@
 #include "net/wq.h"
 #include "proto/resp.h"
 
+#define FAIL_FAST_MS 20
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 500
 #define READ_CHUNK (16 * 1024)
@@ -160,12 +161,26 @@ static void on_defer(uv_timer_t *t)
         b->drop_main = false;
         main_fail(b, "write failed");
     }
-    fail_list(b, &b->failed);
+    /* Only what failed before this callback: a request submitted from one of the results below
+     * while still disconnected fails on the next turn of the loop, not in this one (else a
+     * caller that resubmits on failure would keep this loop spinning forever). */
+    struct list now;
+    list_init(&now);
+    list_splice_tail(&now, &b->failed);
+    fail_list(b, &now);
 }
 
 static void defer(struct dcs_builtin *b)
 {
     uv_timer_start(&b->defer, on_defer, 0, 0);
+}
+
+/* Fails the failed list a little later: a caller that resubmits on every failure while we wait
+ * to reconnect then retries at most ~50 times a second instead of spinning the loop. */
+static void defer_slow(struct dcs_builtin *b)
+{
+    if (!uv_is_active((uv_handle_t *)&b->defer))
+        uv_timer_start(&b->defer, on_defer, FAIL_FAST_MS, 0);
 }
 
 /* --- connections --- */
@@ -606,7 +621,7 @@ static int builtin_submit(struct dcs *d, const struct dcs_req *q)
     if (b->main == NULL && uv_is_active((uv_handle_t *)&b->retry)) {
         /* Waiting to reconnect: fail fast, from the defer timer. */
         list_append(&b->failed, &p->link);
-        defer(b);
+        defer_slow(b);
         return 0;
     }
     if (b->main == NULL && main_open(b) != 0) {

@@ -168,7 +168,7 @@ def test_elects_one_primary_and_replicates(procs, tmp_path):
 
 
 def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path):
-    c = Cluster(procs, tmp_path, ttl="500ms")
+    c = Cluster(procs, tmp_path, ttl="1s")
     p = c.primary()
     c.in_sync(p)
     gaps = []
@@ -195,7 +195,7 @@ def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path):
 
 
 def test_stopped_primary_never_acknowledges_after_promotion(procs, tmp_path):
-    c = Cluster(procs, tmp_path, ttl="500ms")
+    c = Cluster(procs, tmp_path, ttl="1s")
     p = c.primary()
     c.in_sync(p)
     old_term = info(c.ports[p])["tandem_term"]
