@@ -22,6 +22,7 @@ struct db_ha {
     struct repl_node *node;
     struct agent_loop *al;
     char following[AGENT_NAME_MAX]; /* address we follow ("" none) */
+    char leader[AGENT_NAME_MAX];    /* its name (failsafe pings come from it) */
     char *provision_cmd;
     char cluster[AGENT_NAME_MAX], name[AGENT_NAME_MAX];
     struct repl_node_replica reps[MAX_OBS];
@@ -85,6 +86,7 @@ static void host_follow(void *ud, const char *name, const char *addr, uint64_t t
         }
         return;
     }
+    snprintf(h->leader, sizeof(h->leader), "%s", name);
     if (strcmp(h->following, addr) == 0)
         return;
     struct sockaddr_storage ss;
@@ -96,6 +98,28 @@ static void host_follow(void *ud, const char *name, const char *addr, uint64_t t
     }
     snprintf(h->following, sizeof(h->following), "%s", addr);
     repl_node_follow(h->node, &ss);
+}
+
+static void host_failsafe_ping(void *ud, const char *const *to, size_t n, uint64_t term,
+                               uint64_t round, uint64_t valid_ms)
+{
+    struct db_ha *h = ud;
+    repl_node_failsafe_ping(h->node, to, n, term, round, valid_ms);
+}
+
+/* A replica: our primary asks whether we follow it (the coordinator is unreachable to it). */
+static bool on_fs_ping(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    struct db_ha *h = ud;
+    (void)round;
+    return h->al && h->leader[0] && agent_loop_failsafe_ping(h->al, h->leader, term, valid_ms);
+}
+
+static void on_fs_ack(void *ud, const char *node, uint64_t term, uint64_t round)
+{
+    struct db_ha *h = ud;
+    if (h->al)
+        agent_loop_failsafe_ack(h->al, node, term, round);
 }
 
 static void host_sync(void *ud, const char *const *names, size_t n, bool degraded, bool hold)
@@ -161,9 +185,9 @@ static void host_changed(void *ud)
     repl_node_gate_changed(h->node);
 }
 
-static const struct agent_host_ops host_ops = {host_observe, host_promote, host_demote,
-                                               host_follow,  host_sync,    NULL,
-                                               host_provision, host_changed};
+static const struct agent_host_ops host_ops = {
+    host_observe, host_promote,       host_demote,    host_follow,
+    host_sync,    host_failsafe_ping, host_provision, host_changed};
 
 static void on_term(void *ud, uint64_t term)
 {
@@ -194,7 +218,6 @@ struct db_ha *db_ha_start(uv_loop_t *loop, struct repl_node *n, const struct db_
     ac.margin_ms = ac.ttl_ms / 20 > 20 ? ac.ttl_ms / 20 : 20;
     ac.sync_replicas = (unsigned)cfg->sync_replicas;
     ac.sync_strict = cfg->sync_strict;
-    ac.failsafe = false; /* failsafe pings are not carried yet: stop at the lease */
     ac.min_replicas = (unsigned)cfg->min_replicas;
     ac.provision_after_ms = cfg->provision_after_ms;
     struct dcs *d = dcs_open(loop, cfg->coordinator, ac.dcs_timeout_ms, err, errlen);
@@ -209,12 +232,14 @@ struct db_ha *db_ha_start(uv_loop_t *loop, struct repl_node *n, const struct db_
     /* Read-only until the agent holds the leader lease or knows whom to follow. */
     repl_node_set_gate(n, gate, h);
     repl_node_on_term(n, on_term, h);
+    repl_node_on_failsafe(n, on_fs_ping, on_fs_ack, h);
     repl_node_follow(n, NULL);
     h->al = agent_loop_new(loop, d, &ac, &host_ops, h, err, errlen);
     if (h->al == NULL) {
         d->ops->close(d, free_dcs);
         repl_node_set_gate(n, NULL, NULL);
         repl_node_on_term(n, NULL, NULL);
+        repl_node_on_failsafe(n, NULL, NULL, NULL);
         free(h->provision_cmd);
         free(h);
         return NULL;
@@ -229,6 +254,7 @@ static void on_agent_stopped(void *ud)
     void *dud = h->done_ud;
     repl_node_set_gate(h->node, NULL, NULL);
     repl_node_on_term(h->node, NULL, NULL);
+    repl_node_on_failsafe(h->node, NULL, NULL, NULL);
     free(h->provision_cmd);
     free(h);
     if (done)

@@ -108,21 +108,44 @@ int replmsg_hello_parse(size_t argc, const struct slice *argv, struct replmsg_he
     return 0;
 }
 
-void replmsg_ack_encode(struct buf *out, uint64_t lsn, uint64_t term)
+/* "<NAME> <a> <b>": the replica's two commands after the hello. */
+static void encode_pair(struct buf *out, struct slice name, uint64_t a, uint64_t b)
 {
     resp_add_array(out, 3);
-    resp_add_bulk(out, "REPLACK", 7);
-    add_bulk_u64(out, lsn);
-    add_bulk_u64(out, term);
+    resp_add_bulk(out, name.p, name.len);
+    add_bulk_u64(out, a);
+    add_bulk_u64(out, b);
+}
+
+static int parse_pair(size_t argc, const struct slice *argv, struct slice name, uint64_t *a,
+                      uint64_t *b)
+{
+    if (argc != 3 || !slice_eq_nocase(argv[0], name))
+        return TD_EPROTO_RESP;
+    if (!parse_u64(argv[1].p, argv[1].len, a) || !parse_u64(argv[2].p, argv[2].len, b))
+        return TD_EPROTO_RESP;
+    return 0;
+}
+
+void replmsg_ack_encode(struct buf *out, uint64_t lsn, uint64_t term)
+{
+    encode_pair(out, SLICE_LIT("REPLACK"), lsn, term);
 }
 
 int replmsg_ack_parse(size_t argc, const struct slice *argv, uint64_t *lsn, uint64_t *term)
 {
-    if (argc != 3 || !slice_eq_nocase(argv[0], SLICE_LIT("REPLACK")))
-        return TD_EPROTO_RESP;
-    if (!parse_u64(argv[1].p, argv[1].len, lsn) || !parse_u64(argv[2].p, argv[2].len, term))
-        return TD_EPROTO_RESP;
-    return 0;
+    return parse_pair(argc, argv, SLICE_LIT("REPLACK"), lsn, term);
+}
+
+void replmsg_failsafe_ack_encode(struct buf *out, uint64_t term, uint64_t round)
+{
+    encode_pair(out, SLICE_LIT("REPLFS"), term, round);
+}
+
+int replmsg_failsafe_ack_parse(size_t argc, const struct slice *argv, uint64_t *term,
+                               uint64_t *round)
+{
+    return parse_pair(argc, argv, SLICE_LIT("REPLFS"), term, round);
 }
 
 static const char *const answer_words[] = {"CONTINUE", "TRUNCATE", "FULL"};
@@ -229,6 +252,17 @@ void replmsg_frame_heartbeat(struct buf *out, uint64_t term, uint64_t commit_lsn
     frame_close(out);
 }
 
+void replmsg_frame_failsafe(struct buf *out, uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    char b[24];
+    le_put64(b, term);
+    le_put64(b + 8, round);
+    le_put64(b + 16, valid_ms);
+    frame_open(out, REPLMSG_FRAME_FAILSAFE, sizeof(b));
+    buf_append(out, b, sizeof(b));
+    frame_close(out);
+}
+
 void replmsg_frame_snap_chunk(struct buf *out, const char *p, size_t len)
 {
     TD_ASSERT(len > 0 && len < REPLMSG_MAX_FRAME);
@@ -324,6 +358,13 @@ ssize_t replmsg_frame_parse(const char *p, size_t n, struct replmsg_frame *f)
         if (len == 0)
             return TD_EPROTO_RESP;
         f->chunk = slice_of(body, len);
+        break;
+    case REPLMSG_FRAME_FAILSAFE:
+        if (len != 24)
+            return TD_EPROTO_RESP;
+        f->term = le_get64(body);
+        f->round = le_get64(body + 8);
+        f->valid_ms = le_get64(body + 16);
         break;
     case REPLMSG_FRAME_SNAP_END:
         if (len != 24)

@@ -73,6 +73,7 @@ enum replmsg_frame_type {
     REPLMSG_FRAME_HEARTBEAT = 'H',
     REPLMSG_FRAME_SNAP_CHUNK = 'S',
     REPLMSG_FRAME_SNAP_END = 'E',
+    REPLMSG_FRAME_FAILSAFE = 'F', /* failsafe ping: term, round, valid_ms */
 };
 
 /* One decoded frame. Slices borrow the input. */
@@ -85,6 +86,8 @@ struct replmsg_frame {
     uint64_t term, commit_lsn, total_bytes;
     /* SNAP_CHUNK: the bytes. */
     struct slice chunk;
+    /* FAILSAFE: term (above), the primary's round and how long the promise must hold. */
+    uint64_t round, valid_ms;
 };
 
 /* --- Replica -> primary commands --- */
@@ -100,6 +103,12 @@ void replmsg_ack_encode(struct buf *out, uint64_t lsn, uint64_t term);
 /* Checks a REPLACK argument vector; fills *lsn and *term. 0 or TD_EPROTO_RESP. */
 int replmsg_ack_parse(size_t argc, const struct slice *argv, uint64_t *lsn, uint64_t *term);
 
+/* Appends "REPLFS <term> <round>": the replica confirms failsafe ping round of term. */
+void replmsg_failsafe_ack_encode(struct buf *out, uint64_t term, uint64_t round);
+/* Checks a REPLFS argument vector. 0 or TD_EPROTO_RESP. */
+int replmsg_failsafe_ack_parse(size_t argc, const struct slice *argv, uint64_t *term,
+                               uint64_t *round);
+
 /* --- Primary -> replica --- */
 
 /* Appends the answer line (REFUSED: "-<text>", CR/LF in text replaced by spaces). */
@@ -113,6 +122,9 @@ void replmsg_frame_wal(struct buf *out, const char *recs, size_t len);
 /* Appends a heartbeat frame. */
 void replmsg_frame_heartbeat(struct buf *out, uint64_t term, uint64_t commit_lsn,
                              uint64_t last_lsn);
+/* Appends a failsafe ping frame: "do you follow me in term? promise not to take over for
+ * valid_ms" (coord/agent.h, failsafe). */
+void replmsg_frame_failsafe(struct buf *out, uint64_t term, uint64_t round, uint64_t valid_ms);
 /* Appends a snapshot chunk frame (len >= 1). */
 void replmsg_frame_snap_chunk(struct buf *out, const char *p, size_t len);
 /* Appends the end-of-snapshot frame. */

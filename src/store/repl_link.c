@@ -113,6 +113,14 @@ static int on_frame(struct repl_link *l, const struct replmsg_frame *f)
             l->ops->heartbeat(l->ud, f->commit_lsn, f->last_lsn);
         return 0;
     }
+    if (f->type == REPLMSG_FRAME_FAILSAFE) {
+        rc = check_term(l, f->term);
+        if (rc != 0)
+            return rc;
+        if (l->ops->failsafe)
+            l->ops->failsafe(l->ud, f->term, f->round, f->valid_ms);
+        return 0;
+    }
     if (l->state == REPL_LINK_SNAPSHOT) {
         if (f->type == REPLMSG_FRAME_SNAP_CHUNK) {
             l->snap_bytes += f->chunk.len;

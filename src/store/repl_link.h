@@ -30,6 +30,8 @@ struct repl_link_ops {
     int (*records)(void *ud, const struct replmsg_frame *f);
     /* A heartbeat: the primary's commit lsn and last lsn (for lag). May be NULL. */
     void (*heartbeat)(void *ud, uint64_t commit_lsn, uint64_t primary_last_lsn);
+    /* A failsafe ping of the primary (coord/agent.h). May be NULL (ignored). */
+    void (*failsafe)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
 };
 
 enum repl_link_state {

@@ -80,6 +80,9 @@ struct repl_node {
     size_t sync_n;
     repl_node_term_fn on_term;
     void *on_term_ud;
+    repl_node_fs_ping_fn fs_ping;
+    repl_node_fs_ack_fn fs_ack;
+    void *fs_ud;
     /* persistence decorator */
     persist_durable_fn release;
     void *release_ctx;
@@ -163,6 +166,36 @@ static void on_primary_change(void *ud)
     fo_step(n);
     if (n->srv)
         server_repl_changed(n->srv);
+}
+
+/* --- failsafe (the HA agent's pings ride on the replication links) --- */
+
+static bool on_failsafe_ping(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    struct repl_node *n = ud;
+    return n->fs_ping ? n->fs_ping(n->fs_ud, term, round, valid_ms) : false;
+}
+
+static void on_failsafe_ack(void *ud, const char *node, uint64_t term, uint64_t round)
+{
+    struct repl_node *n = ud;
+    if (n->fs_ack)
+        n->fs_ack(n->fs_ud, node, term, round);
+}
+
+void repl_node_on_failsafe(struct repl_node *n, repl_node_fs_ping_fn ping,
+                           repl_node_fs_ack_fn ack, void *ud)
+{
+    n->fs_ping = ping;
+    n->fs_ack = ack;
+    n->fs_ud = ud;
+}
+
+void repl_node_failsafe_ping(struct repl_node *n, const char *const *names, size_t count,
+                             uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    if (n->primary)
+        repl_primary_failsafe_ping(n->primary, names, count, term, round, valid_ms);
 }
 
 /* --- persistence decorator --- */
@@ -335,9 +368,9 @@ static void become_primary(struct repl_node *n, uint64_t term, bool new_term)
         n->commit_lsn = before;
     if (n->local_lsn < before)
         n->local_lsn = before;
-    struct repl_primary_opts po = {n->cfg.dir,        n->cfg.secret,   term,
+    struct repl_primary_opts po = {n->cfg.dir,          n->cfg.secret,     term,
                                    n->cfg.heartbeat_ms, n->cfg.max_lag_ms, on_step_down,
-                                   on_primary_change,   n};
+                                   on_primary_change,   on_failsafe_ack,   n};
     n->primary = repl_primary_new(n->loop, n->w, &po);
     n->role = ROLE_PRIMARY;
     log_notice("repl", "primary", "term=%" PRIu64 " lsn=%" PRIu64 " sync_replicas=%u%s", term,
@@ -391,6 +424,8 @@ void repl_node_follow(struct repl_node *n, const struct sockaddr_storage *addr)
     ro.node = n->cfg.name;
     ro.secret = n->cfg.secret;
     ro.retry_ms = n->cfg.retry_ms;
+    ro.on_failsafe = on_failsafe_ping;
+    ro.ud = n;
     n->replica = repl_replica_new(n->loop, n->w, n->db, n->cfg.dir, &ro);
     repl_replica_start(n->replica);
     log_notice("repl", "replica", "primary=%s", a);

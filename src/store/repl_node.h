@@ -60,6 +60,16 @@ struct repl_node *repl_node_new(uv_loop_t *loop, struct wal_persist *wp, struct 
  * the server's persistence layer and replication hooks. */
 void repl_node_attach_server(struct repl_node *n, struct server *srv);
 
+/* Failsafe (coord/agent.h): pings travel on the replication links. ping: a replica's side, a
+ * ping from its primary (return true to confirm); ack: a primary's side, a replica confirmed. */
+typedef bool (*repl_node_fs_ping_fn)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
+typedef void (*repl_node_fs_ack_fn)(void *ud, const char *node, uint64_t term, uint64_t round);
+void repl_node_on_failsafe(struct repl_node *n, repl_node_fs_ping_fn ping,
+                           repl_node_fs_ack_fn ack, void *ud);
+/* Primary: pings the named replicas. */
+void repl_node_failsafe_ping(struct repl_node *n, const char *const *names, size_t count,
+                             uint64_t term, uint64_t round, uint64_t valid_ms);
+
 /* Called with every higher term the node learns of (from a replica or a primary). */
 void repl_node_on_term(struct repl_node *n, repl_node_term_fn fn, void *ud);
 

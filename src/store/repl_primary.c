@@ -59,6 +59,7 @@ struct repl_primary {
     uint64_t term, heartbeat_ms, max_lag_ms;
     repl_primary_step_down_fn on_step_down;
     void (*on_change)(void *ud);
+    void (*on_failsafe_ack)(void *ud, const char *node, uint64_t term, uint64_t round);
     void *ud;
     uv_timer_t tick;
     uv_timer_t again; /* a pump that ran out of budget continues here */
@@ -205,6 +206,11 @@ static int on_command(struct rconn *c, size_t argc, const struct slice *argv)
     if (c->s.state == REPL_SESSION_HANDSHAKE)
         return on_hello(c, argc, argv);
     uint64_t lsn, term;
+    if (replmsg_failsafe_ack_parse(argc, argv, &term, &lsn) == 0) {
+        if (p->on_failsafe_ack && !p->closing)
+            p->on_failsafe_ack(p->ud, c->s.node, term, lsn); /* lsn holds the round */
+        return 0;
+    }
     if (replmsg_ack_parse(argc, argv, &lsn, &term) != 0)
         return TD_EPROTO_RESP;
     struct repl_term_verdict tv;
@@ -365,6 +371,7 @@ struct repl_primary *repl_primary_new(uv_loop_t *loop, struct wal *w,
     p->max_lag_ms = opts->max_lag_ms ? opts->max_lag_ms : 1000;
     p->on_step_down = opts->on_step_down;
     p->on_change = opts->on_change;
+    p->on_failsafe_ack = opts->on_failsafe_ack;
     p->ud = opts->ud;
     uv_timer_init(loop, &p->tick);
     uv_timer_init(loop, &p->again);
@@ -493,6 +500,27 @@ void repl_primary_info(const struct repl_primary *p, uint64_t now_ms, struct buf
                    "slave%u:ip=%s,port=%d,state=%s,offset=%" PRIu64 ",lag=%" PRIu64
                    ",name=%s,in_sync=%d\r\n",
                    i, c->addr, port, st, c->s.acked_lsn, lag_s, c->s.node, c->s.in_sync);
+    }
+}
+
+void repl_primary_failsafe_ping(struct repl_primary *p, const char *const *names, size_t n,
+                                uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    /* Backwards: a failed send removes the connection by moving the last one into its slot. */
+    for (unsigned i = p->nconns; i-- > 0;) {
+        struct rconn *c = p->conns[i];
+        if (c->s.state == REPL_SESSION_HANDSHAKE)
+            continue;
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(names[j], c->s.node) != 0)
+                continue;
+            struct buf b;
+            buf_init(&b);
+            replmsg_frame_failsafe(&b, term, round, valid_ms);
+            send_buf(c, &b);
+            buf_free(&b);
+            break;
+        }
     }
 }
 

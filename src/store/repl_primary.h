@@ -32,6 +32,8 @@ struct repl_primary_opts {
     /* A replica acknowledged, joined, left, or changed in-sync state (sync mode, WAIT). May be
      * NULL. */
     void (*on_change)(void *ud);
+    /* A replica confirmed failsafe round of term (REPLFS). May be NULL. */
+    void (*on_failsafe_ack)(void *ud, const char *node, uint64_t term, uint64_t round);
     void *ud;
 };
 
@@ -53,6 +55,9 @@ void repl_primary_commit(const struct repl_primary *p, struct repl_commit_in *in
 /* Appends Redis-style INFO replication lines for the replicas ("connected_slaves:N",
  * "slaveI:ip=...,port=...,state=...,offset=...,lag=..."). */
 void repl_primary_info(const struct repl_primary *p, uint64_t now_ms, struct buf *out);
+/* Sends a failsafe ping to each streaming replica named in names (the HA agent). */
+void repl_primary_failsafe_ping(struct repl_primary *p, const char *const *names, size_t n,
+                                uint64_t term, uint64_t round, uint64_t valid_ms);
 /* One connected replica, for the HA agent. */
 struct repl_primary_replica {
     const char *node; /* borrowed until the next call into p */

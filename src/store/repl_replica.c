@@ -52,6 +52,8 @@ struct repl_replica {
     struct repl_replica_info info;
     uint64_t released_lsn; /* highest lsn the owner reported durable */
     bool auth_pending;     /* AUTH sent, its answer not read yet */
+    bool (*on_failsafe)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
+    void *ud;
     bool closing;
     int handles_open;
     void (*close_cb)(void *ud);
@@ -133,6 +135,20 @@ static void on_heartbeat(void *ud, uint64_t commit_lsn, uint64_t last_lsn)
      * (fsync=everysec acknowledges written records): never acknowledge less than before. */
     uint64_t lsn = wal_durable_lsn(r->w);
     send_ack(r, lsn > r->released_lsn ? lsn : r->released_lsn);
+}
+
+static void on_failsafe(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms)
+{
+    struct repl_replica *r = ud;
+    if (r->on_failsafe == NULL || !r->on_failsafe(r->ud, term, round, valid_ms))
+        return;
+    if (r->state != CONN_LINKED)
+        return;
+    struct buf b;
+    buf_init(&b);
+    replmsg_failsafe_ack_encode(&b, term, round);
+    (void)wq_write(&r->wq, b.p, b.len); /* a failed write drops the link by itself */
+    buf_free(&b);
 }
 
 /* The ops table forwards to the sink, whose ud is inside r. */
@@ -338,7 +354,9 @@ struct repl_replica *repl_replica_new(uv_loop_t *loop, struct wal *w, struct db 
     r->retry_ms = opts->retry_ms ? opts->retry_ms : 500;
     buf_init(&r->in);
     r->ops = (struct repl_link_ops){op_adopt,    op_truncate, op_snap_begin, op_snap_chunk,
-                                    op_snap_end, op_records,  on_heartbeat};
+                                    op_snap_end, op_records,  on_heartbeat, on_failsafe};
+    r->on_failsafe = opts->on_failsafe;
+    r->ud = opts->ud;
     uv_timer_init(loop, &r->retry);
     r->retry.data = r;
     r->handles_open = 1;

@@ -22,6 +22,10 @@ struct repl_replica_opts {
     const char *node;   /* this node's name (copied) */
     const char *secret; /* replication secret, "" for none (copied) */
     uint64_t retry_ms;  /* pause before reconnecting; 0 = 500 */
+    /* A failsafe ping from the primary: return true to confirm it (REPLFS goes back). May be
+     * NULL (pings are not confirmed). */
+    bool (*on_failsafe)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
+    void *ud;
 };
 
 /* What INFO replication shows on a replica. */

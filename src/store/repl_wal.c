@@ -238,7 +238,7 @@ static int sink_records(void *ud, const struct replmsg_frame *f)
 }
 
 const struct repl_link_ops repl_wal_sink_ops = {
-    sink_adopt, sink_truncate, sink_snap_begin, sink_snap_chunk, sink_snap_end, sink_records, NULL,
+    sink_adopt, sink_truncate, sink_snap_begin, sink_snap_chunk, sink_snap_end, sink_records, NULL, NULL,
 };
 
 int repl_wal_hello(struct wal *w, struct slice node, struct slice secret, struct replmsg_hello *h)

@@ -114,7 +114,7 @@ static int check_records(void *ud, const struct replmsg_frame *f)
 static void fuzz_link(const char *p, size_t n)
 {
     static const struct repl_link_ops ops = {nop_term, nop_lsn,       nop_snap, nop_chunk,
-                                             nop_snap, check_records, NULL};
+                                             nop_snap, check_records, NULL, NULL};
     struct repl_link l;
     uint64_t last = n ? (unsigned char)p[0] : 0;
     repl_link_init(&l, 2, last, &ops, &l);

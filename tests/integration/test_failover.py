@@ -41,11 +41,9 @@ class Cluster:
         self.procs, self.tmp, self.extra = procs, tmp, list(extra)
         self.ttl, self.sync = ttl, sync
         if backend == "builtin":
-            ap = free_port()
-            self.coord = procs.tandem("arbiter", "arbiter", "--listen", f"127.0.0.1:{ap}",
-                                      "--dir", str(tmp / "arbiter"))
-            wait_for(lambda: port_open(ap), 10 * SLOW, what="arbiter")
-            self.url = f"builtin://127.0.0.1:{ap}"
+            self.ap = free_port()
+            self.start_arbiter()
+            self.url = f"builtin://127.0.0.1:{self.ap}"
         else:
             cp, pp = free_port(), free_port()
             self.coord = procs.start("etcd", [
@@ -61,6 +59,11 @@ class Cluster:
         self.nodes = [None] * n
         for i in range(n):
             self.start(i)
+
+    def start_arbiter(self):
+        self.coord = self.procs.tandem(f"arbiter-{time.monotonic_ns()}", "arbiter", "--listen",
+                                       f"127.0.0.1:{self.ap}", "--dir", str(self.tmp / "arbiter"))
+        wait_for(lambda: port_open(self.ap), 10 * SLOW, what="arbiter")
 
     def start(self, i):
         port = self.ports[i]
@@ -239,3 +242,42 @@ def test_etcd_backend_fails_over(procs, tmp_path):
         wait_for(lambda: w.acks_after(t0), 20 * SLOW, what="a write on the new primary")
     assert np_ != p
     w.check(c.ports[np_])
+
+
+def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_path):
+    c = Cluster(procs, tmp_path, ttl="1s")
+    p = c.primary()
+    other = 1 - p
+    c.in_sync(p)
+    term = info(c.ports[p])["tandem_term"]
+    c.coord.kill9()
+    # Past several lease TTLs: the primary keeps taking writes on its replica's confirmations,
+    # the replica never promotes itself, and nobody changes term.
+    r = conn(c.ports[p])
+    deadline = time.monotonic() + 4 * SLOW
+    n = 0
+    while time.monotonic() < deadline:
+        r.incr("during")
+        n += 1
+        assert role(c.ports[other]) == b"slave"
+    assert int(conn(c.ports[other]).get("during")) == n  # sync mode: replicated as acked
+    assert info(c.ports[p])["tandem_term"] == term
+    assert info(c.ports[other])["tandem_term"] == term
+    # Cut the replica off too: now the primary must stop acknowledging within its lease.
+    c.nodes[other].kill9()
+    t0 = time.monotonic()
+
+    def refused():
+        try:
+            conn(c.ports[p], 0.5).incr("after")
+            return False
+        except (redis.exceptions.ReadOnlyError, redis.TimeoutError):
+            return True
+    wait_for(refused, 5 * SLOW, what="the primary to stop taking writes")
+    assert time.monotonic() - t0 < 3 * SLOW
+    # The coordinator returns: leases resume, a primary is elected, writes go on.
+    c.start_arbiter()
+    c.start(other)
+    np_ = c.primary(timeout=20)
+    c.in_sync(np_)
+    conn(c.ports[np_]).incr("after-return")

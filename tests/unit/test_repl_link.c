@@ -84,7 +84,7 @@ static void f_heartbeat(void *ud, uint64_t commit, uint64_t last)
 }
 
 static const struct repl_link_ops ops = {f_adopt,    f_truncate, f_snap_begin, f_snap_chunk,
-                                         f_snap_end, f_records,  f_heartbeat};
+                                         f_snap_end, f_records,  f_heartbeat, NULL};
 
 static uint64_t rng = 42;
 

@@ -261,7 +261,7 @@ static void test_primary_full_then_stream(void **state)
         wal_recover(c.rw, persist_snapshot_load, persist_wal_apply, c.rdb, &rep, err, sizeof(err)),
         0);
 
-    struct repl_primary_opts popts = {c.pdir, "s3", 2, 20, 500, NULL, NULL, NULL};
+    struct repl_primary_opts popts = {c.pdir, "s3", 2, 20, 500, NULL, NULL, NULL, NULL};
     c.prim = repl_primary_new(&c.loop, c.pw, &popts);
 
     uv_tcp_init(&c.loop, &c.listener);

@@ -141,6 +141,39 @@ static void test_ack(void **state)
     buf_free(&b);
 }
 
+static void test_failsafe(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b);
+    replmsg_failsafe_ack_encode(&b, 7, 42);
+    struct resp_parser rp;
+    resp_parser_init(&rp, &lim);
+    struct slice *argv;
+    size_t argc = parse_cmd(&rp, &b, &argv);
+    uint64_t term, round, lsn;
+    assert_int_equal(replmsg_failsafe_ack_parse(argc, argv, &term, &round), 0);
+    assert_int_equal(term, 7);
+    assert_int_equal(round, 42);
+    /* the two commands are told apart by name */
+    assert_int_equal(replmsg_ack_parse(argc, argv, &lsn, &term), TD_EPROTO_RESP);
+    resp_parser_free(&rp);
+    b.len = 0;
+    replmsg_frame_failsafe(&b, 5, 9, 1000);
+    struct replmsg_frame f;
+    ssize_t r = replmsg_frame_parse(b.p, b.len, &f);
+    assert_int_equal(r, (ssize_t)b.len);
+    assert_int_equal(f.type, REPLMSG_FRAME_FAILSAFE);
+    assert_int_equal(f.term, 5);
+    assert_int_equal(f.round, 9);
+    assert_int_equal(f.valid_ms, 1000);
+    /* a wrong body size is refused */
+    b.len = 0;
+    buf_append_str(&b, "$4\r\nFabc\r\n");
+    assert_int_equal(replmsg_frame_parse(b.p, b.len, &f), TD_EPROTO_RESP);
+    buf_free(&b);
+}
+
 static void test_answers(void **state)
 {
     (void)state;
@@ -275,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_hello_round_trip),
         cmocka_unit_test(test_hello_refusals),
         cmocka_unit_test(test_ack),
+        cmocka_unit_test(test_failsafe),
         cmocka_unit_test(test_answers),
         cmocka_unit_test(test_frames),
     };
