@@ -26,9 +26,9 @@ def etcd_healthy(port):
         return r.status == 200 and b'"true"' in r.read()
 
 
-def start_etcd(procs, tmp_path, name="etcd"):
-    port, peer = free_port(), free_port()
-    data = tmp_path / f"{name}.data"
+def start_etcd(procs, tmp_path, name="etcd", ports=None):
+    port, peer = ports or (free_port(), free_port())
+    data = tmp_path / "etcd.data" if ports else tmp_path / f"{name}.data"
     p = procs.start(name, [
         ETCD, "--name", "t", "--data-dir", str(data),
         "--listen-client-urls", f"http://127.0.0.1:{port}",
@@ -39,12 +39,13 @@ def start_etcd(procs, tmp_path, name="etcd"):
         "--log-level", "warn",
     ])
     wait_for(lambda: etcd_healthy(port), timeout=30, what="etcd to become healthy")
+    p.ports = (port, peer)
     return p, port
 
 
 @pytest.fixture
 def etcd(procs, tmp_path):
-    p, port = start_etcd(procs, tmp_path)
+    p, port = start_etcd(procs, tmp_path, ports=(free_port(), free_port()))
     p.url = f"etcd://127.0.0.1:{port}"
     p.port = port
     return p
@@ -170,6 +171,23 @@ def test_watch_prints_changes(etcd, procs):
     lines = [l for l in w.log().splitlines() if not l.startswith("ts=")]
     assert lines[0].startswith("watching prefix=/tandem/w/ rev=")
     assert lines[1:] == [f"changed rev={rev} keys=1", f"changed rev={rev2} keys=0"]
+
+
+def test_watch_survives_etcd_restart(etcd, procs, tmp_path):
+    u = etcd.url
+    w = procs.tandem("watch", "coord", "--coordinator", u, "--log-level", "notice", "watch",
+                     "/tandem/r/")
+    wait_for(lambda: "watching prefix=/tandem/r/" in w.log(), timeout=10, what="the watch")
+    etcd.kill9()
+    wait_for(lambda: "watch stream ended" in w.log(), timeout=10, what="the stream to end")
+    start_etcd(procs, tmp_path, name="etcd-again", ports=etcd.ports)
+    # the watch comes back by itself (with backoff); a write before or after that is reported:
+    # the re-established stream counts as a change hint, and the read then shows the write
+    _, out, _ = coord(u, "txn", "--put", "/tandem/r/k=v", check=0)
+    rev = txn_rev(out)
+    wait_for(lambda: f"changed rev={rev} keys=1" in w.log(), timeout=10,
+             what="a change after the restart")
+    assert w.stop() == 0
 
 
 def test_etcd_killed_is_unavailable_not_a_hang(etcd, tmp_path, procs):
