@@ -68,8 +68,8 @@ struct etcd {
     struct dcs base; /* first: struct dcs * is a struct etcd * */
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer;       /* curl's timeout */
-    uv_timer_t watch_timer; /* watch re-establishment */
+    uv_timer_t timer;                    /* curl's timeout */
+    uv_timer_t watch_timer;              /* watch re-establishment */
     char *endpoints[ETCD_MAX_ENDPOINTS]; /* "http://host:port" */
     size_t nendpoints;
     size_t cur;
@@ -251,7 +251,8 @@ static void xfer_done(struct etcd_xfer *x, CURLcode cc)
     if (x->watch) {
         log_notice("etcd", "watch stream ended", "endpoint=%s http=%ld reason=\"%s\"",
                    e->endpoints[x->endpoint], status,
-                   cc == CURLE_OK ? "closed" : (x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc)));
+                   cc == CURLE_OK ? "closed"
+                                  : (x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc)));
         if (cc != CURLE_OK)
             endpoint_failed(e, x->endpoint, curl_easy_strerror(cc));
         xfer_free(x);

@@ -14,8 +14,9 @@ struct dcs *dcs_open(uv_loop_t *loop, const char *url, uint64_t timeout_ms, char
     static const char etcd[] = "etcd://";
     static const char builtin[] = "builtin://";
     if (url == NULL || *url == '\0') {
-        snprintf(err, errlen, "empty coordinator URL (want etcd://HOST:PORT[,...] or "
-                              "builtin://HOST:PORT)");
+        snprintf(err, errlen,
+                 "empty coordinator URL (want etcd://HOST:PORT[,...] or "
+                 "builtin://HOST:PORT)");
         return NULL;
     }
     if (strncmp(url, etcd, sizeof(etcd) - 1) == 0)

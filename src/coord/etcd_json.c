@@ -82,8 +82,8 @@ long etcd_json_b64_decode(const char *in, size_t n, char *out)
             if (v[k] < 0)
                 return -EINVAL;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         out[o++] = (char)(w >> 16);
         if (pad < 2)
             out[o++] = (char)(w >> 8);

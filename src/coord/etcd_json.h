@@ -61,11 +61,11 @@ void etcd_json_watch_request(struct slice prefix, uint64_t start_rev, struct buf
 
 /* What a stretch of the watch stream said. */
 struct etcd_json_watch_msg {
-    unsigned created;  /* "created" answers (the watch is live) */
-    unsigned events;   /* change events */
-    bool ended;        /* canceled, or an error message: the stream is over */
-    uint64_t rev;      /* highest header revision seen; 0 if none */
-    char msg[128];     /* cancel reason or error message when ended */
+    unsigned created; /* "created" answers (the watch is live) */
+    unsigned events;  /* change events */
+    bool ended;       /* canceled, or an error message: the stream is over */
+    uint64_t rev;     /* highest header revision seen; 0 if none */
+    char msg[128];    /* cancel reason or error message when ended */
 };
 
 #define ETCD_JSON_WATCH_LINE_MAX (4u << 20) /* a longer line is a broken stream */

@@ -23,9 +23,9 @@
 #include "coord/dcs_etcd.h"
 
 enum srv_mode {
-    SRV_ANSWER,  /* 200 with `body`, keep-alive */
-    SRV_SILENT,  /* read the request, never answer */
-    SRV_STREAM,  /* chunked watch stream: created + one event, then close the connection */
+    SRV_ANSWER, /* 200 with `body`, keep-alive */
+    SRV_SILENT, /* read the request, never answer */
+    SRV_STREAM, /* chunked watch stream: created + one event, then close the connection */
 };
 
 struct srv {
@@ -120,13 +120,16 @@ static void serve(struct conn *c)
             send_str(c, hdr);
             send_str(c, s->body);
         } else if (s->mode == SRV_STREAM) {
-            static const char l1[] = "{\"result\":{\"header\":{\"revision\":\"3\"},\"created\":true}}\n";
-            static const char l2[] = "{\"result\":{\"header\":{\"revision\":\"4\"},\"events\":[{\"kv\":"
-                                     "{\"key\":\"L3QvYQ==\",\"mod_revision\":\"4\"}}]}}\n";
+            static const char l1[] =
+                "{\"result\":{\"header\":{\"revision\":\"3\"},\"created\":true}}\n";
+            static const char l2[] =
+                "{\"result\":{\"header\":{\"revision\":\"4\"},\"events\":[{\"kv\":"
+                "{\"key\":\"L3QvYQ==\",\"mod_revision\":\"4\"}}]}}\n";
             char buf[512];
-            snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n%zx\r\n%s\r\n",
-                     strlen(l1), l1, strlen(l2), l2);
+            snprintf(
+                buf, sizeof(buf),
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n%zx\r\n%s\r\n",
+                strlen(l1), l1, strlen(l2), l2);
             send_str(c, buf);
             /* then the stream breaks (no final chunk): the backend must re-establish it */
             uv_close((uv_handle_t *)&c->tcp, conn_closed);

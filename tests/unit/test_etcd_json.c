@@ -19,7 +19,8 @@
     "{\"cluster_id\":\"15118495548433857066\",\"member_id\":\"13668033151171901709\","            \
     "\"revision\":\"" rev "\",\"raft_term\":\"2\"}"
 
-static const char grant_ok[] = "{\"header\":" HDR("1") ",\"ID\":\"4111120267701604616\",\"TTL\":\"5\"}";
+static const char grant_ok[] =
+    "{\"header\":" HDR("1") ",\"ID\":\"4111120267701604616\",\"TTL\":\"5\"}";
 static const char keepalive_ok[] =
     "{\"result\":{\"header\":" HDR("1") ",\"ID\":\"4111120267701604616\",\"TTL\":\"5\"}}\n";
 static const char keepalive_gone[] = "{\"result\":{\"header\":" HDR("1") ",\"ID\":\"12345\"}}\n";
@@ -306,10 +307,9 @@ static void test_unavailable(void **state)
     assert_int_equal(parse(DCS_OP_TXN, 200, "[1,2]", &r), DCS_EUNAVAIL);
     etcd_json_result_free(&r);
     /* uint64 overflow in a revision string */
-    assert_int_equal(parse(DCS_OP_TXN, 200,
-                           "{\"header\":{\"revision\":\"99999999999999999999\"},\"succeeded\":true}",
-                           &r),
-                     DCS_EUNAVAIL);
+    static const char overflow[] =
+        "{\"header\":{\"revision\":\"99999999999999999999\"},\"succeeded\":true}";
+    assert_int_equal(parse(DCS_OP_TXN, 200, overflow, &r), DCS_EUNAVAIL);
     etcd_json_result_free(&r);
 }
 
