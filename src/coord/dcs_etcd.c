@@ -178,6 +178,9 @@ static struct etcd_xfer *xfer_new(struct etcd *e, const char *path, struct buf *
     curl_easy_setopt(x->easy, CURLOPT_TCP_KEEPIDLE, 5L);
     curl_easy_setopt(x->easy, CURLOPT_TCP_KEEPINTVL, 2L);
     curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http");
+    /* the coordinator is reached directly: an http_proxy in the environment must not reroute
+     * (or stall) lease renewals */
+    curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
     return x;
 }
 
