@@ -21,6 +21,7 @@ static const struct command commands[] = {
     {"version", cmd_version_main, "print versions and exit"},
     {"load", cmd_load_main, "HTTP keep-alive load generator and failover checker"},
     {"demo", cmd_demo_main, "the architecture's story, live, with a measured table"},
+    {"coord", cmd_coord_main, "coordinator client: leases, reads, transactions, watches"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
