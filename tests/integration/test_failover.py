@@ -170,8 +170,14 @@ def test_elects_one_primary_and_replicates(procs, tmp_path):
     assert info(c.ports[other])["master_port"] == c.ports[p]
 
 
-def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path):
-    c = Cluster(procs, tmp_path, ttl="1s")
+BACKENDS = ["builtin", pytest.param("etcd", marks=pytest.mark.skipif(
+    ETCD is None, reason="etcd-server not installed"))]
+TTL = {"builtin": "1s", "etcd": "2s"}  # etcd's leases are whole seconds, 2 s at least here
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path, backend):
+    c = Cluster(procs, tmp_path, backend=backend, ttl=TTL[backend])
     p = c.primary()
     c.in_sync(p)
     gaps = []
@@ -182,9 +188,9 @@ def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path):
             term = info(c.ports[p])["tandem_term"]
             t0 = time.monotonic()
             c.nodes[p].kill9()
-            np_ = c.primary()
+            np_ = c.primary(timeout=30)
             assert np_ != p
-            wait_for(lambda: w.acks_after(t0), 10 * SLOW, what="a write on the new primary")
+            wait_for(lambda: w.acks_after(t0), 20 * SLOW, what="a write on the new primary")
             gaps.append(min(t for t in w.ack_times if t > t0) - t0)
             assert info(c.ports[np_])["tandem_term"] > term
             c.start(p)  # the old primary rejoins as a replica of the new one
@@ -193,12 +199,13 @@ def test_kill9_primary_under_load_loses_no_acknowledged_write(procs, tmp_path):
             p = np_
     w.check(c.ports[c.primary()])
     gaps.sort()
-    print(f"kill -9 -> first acknowledged write: p50 {gaps[len(gaps) // 2] * 1000:.0f} ms, "
+    print(f"{backend}: kill -9 -> first acknowledged write: p50 {gaps[len(gaps) // 2] * 1000:.0f} ms, "
           f"max {gaps[-1] * 1000:.0f} ms over {len(gaps)} rounds")
 
 
-def test_stopped_primary_never_acknowledges_after_promotion(procs, tmp_path):
-    c = Cluster(procs, tmp_path, ttl="1s")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stopped_primary_never_acknowledges_after_promotion(procs, tmp_path, backend):
+    c = Cluster(procs, tmp_path, backend=backend, ttl=TTL[backend])
     p = c.primary()
     c.in_sync(p)
     old_term = info(c.ports[p])["tandem_term"]
@@ -227,21 +234,6 @@ def test_clean_shutdown_hands_over_without_waiting_for_the_lease(procs, tmp_path
     assert c.nodes[p].stop() == 0
     np_ = c.primary(timeout=4)
     assert np_ != p and time.monotonic() - t0 < 4 * SLOW  # well below the 5 s lease
-
-
-@pytest.mark.skipif(ETCD is None, reason="etcd-server not installed")
-def test_etcd_backend_fails_over(procs, tmp_path):
-    c = Cluster(procs, tmp_path, backend="etcd", ttl="2s")
-    p = c.primary(timeout=30)
-    c.in_sync(p)
-    with Writer(c) as w:
-        wait_for(lambda: w.acks_after(time.monotonic() - 0.05), 10 * SLOW, what="writes")
-        t0 = time.monotonic()
-        c.nodes[p].kill9()
-        np_ = c.primary(timeout=30)
-        wait_for(lambda: w.acks_after(t0), 20 * SLOW, what="a write on the new primary")
-    assert np_ != p
-    w.check(c.ports[np_])
 
 
 def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_path):
