@@ -5,13 +5,14 @@ is lost in sync mode."""
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import free_port, port_open, wait_for
+from conftest import TANDEM, free_port, port_open, wait_for
 
 ROUNDS = int(os.environ.get("TANDEM_FAILOVER_ROUNDS", "20"))
 SLOW = 3 if os.environ.get("TANDEM_SANITIZER") else 1
@@ -273,3 +274,87 @@ def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_p
     np_ = c.primary(timeout=20)
     c.in_sync(np_)
     conn(c.ports[np_]).incr("after-return")
+
+
+# --- a real partition, with network namespaces -----------------------------------------------
+
+def _sh(*args):
+    subprocess.run(list(args), check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def netns():
+    """Two namespaces: P (the primary) and Q (the arbiter and the replica), linked to each other
+    and each to the test's own namespace, where clients run. Returns the names; removed after."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for network namespaces")
+    tag = f"{os.getpid() % 10000}"
+    P, Q = f"tdP{tag}", f"tdQ{tag}"
+    links = [(f"tda{tag}", f"tdb{tag}"), (f"tdc{tag}", f"tdd{tag}"), (f"tde{tag}", f"tdf{tag}")]
+    try:
+        _sh("ip", "netns", "add", P)
+        _sh("ip", "netns", "add", Q)
+    except (subprocess.CalledProcessError, OSError):
+        pytest.skip("cannot create network namespaces here")
+    try:
+        for ns in (P, Q):
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # root <-> P: 10.91.0.1 / .2 ; root <-> Q: 10.92.0.1 / .2 ; P <-> Q: 10.93.0.1 / .2
+        plan = [(links[0], None, P, "10.91.0.1", "10.91.0.2"),
+                (links[1], None, Q, "10.92.0.1", "10.92.0.2"),
+                (links[2], P, Q, "10.93.0.1", "10.93.0.2")]
+        for (a, b), ns_a, ns_b, ip_a, ip_b in plan:
+            _sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+            for dev, ns, ip in ((a, ns_a, ip_a), (b, ns_b, ip_b)):
+                _sh("ip", "link", "set", dev, "netns", ns) if ns else None
+                pre = ["ip", "-n", ns] if ns else ["ip"]
+                _sh(*pre, "addr", "add", f"{ip}/24", "dev", dev)
+                _sh(*pre, "link", "set", dev, "up")
+        # clients here reach the P-Q addresses through each node's own link
+        _sh("ip", "route", "add", "10.93.0.1/32", "via", "10.91.0.2")
+        _sh("ip", "route", "add", "10.93.0.2/32", "via", "10.92.0.2")
+        yield P, Q
+    finally:
+        for r in ("10.93.0.1/32", "10.93.0.2/32"):
+            subprocess.run(["ip", "route", "del", r], capture_output=True)
+        for a, _ in links:
+            subprocess.run(["ip", "link", "del", a], capture_output=True)
+        for ns in (P, Q):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_partitioned_primary_stops_acknowledging_within_its_lease(procs, tmp_path, netns):
+    P, Q = netns
+    ap, pp, rp = free_port(), free_port(), free_port()
+    arb = f"builtin://10.93.0.2:{ap}"
+    procs.start("arbiter", ["ip", "netns", "exec", Q, TANDEM, "arbiter", "--listen",
+                            f"10.93.0.2:{ap}", "--dir", str(tmp_path / "arbiter")])
+    common = ["--coordinator", arb, "--cluster", "t", "--lease-ttl", "1s"]  # asynchronous
+    procs.start("p", ["ip", "netns", "exec", P, TANDEM, "db", "--listen", f"10.93.0.1:{pp}",
+                      "--dir", str(tmp_path / "p"), *common])
+    prim = redis.Redis(host="10.93.0.1", port=pp, socket_timeout=1, socket_connect_timeout=1)
+    wait_for(lambda: prim.execute_command("ROLE")[0] == b"master", 15 * SLOW, what="P primary")
+    procs.start("q", ["ip", "netns", "exec", Q, TANDEM, "db", "--listen", f"10.93.0.2:{rp}",
+                      "--dir", str(tmp_path / "q"), *common])
+    repl = redis.Redis(host="10.93.0.2", port=rp, socket_timeout=1, socket_connect_timeout=1)
+    wait_for(lambda: repl.info("replication").get("master_link_status") == "up", 15 * SLOW,
+             what="Q replicating from P")
+    prim.set("before", "1")
+    # Cut P off from Q (the arbiter and the replica); clients here still reach P.
+    _sh("ip", "-n", P, "route", "add", "blackhole", "10.93.0.2/32")
+    t0 = time.monotonic()
+    last_ack = t0
+    refused = False
+    while time.monotonic() - t0 < 5 * SLOW:
+        try:
+            prim.incr("during")
+            last_ack = time.monotonic()
+        except (redis.exceptions.ReadOnlyError, redis.TimeoutError):
+            refused = True
+            break
+    assert refused, "the partitioned primary kept acknowledging writes"
+    assert last_ack - t0 < 1.0, f"acknowledged a write {last_ack - t0:.3f}s after the cut"
+    # the other side elects Q, and P still answers reads but never as master
+    wait_for(lambda: repl.execute_command("ROLE")[0] == b"master", 15 * SLOW, what="Q promoted")
+    assert prim.execute_command("ROLE")[0] != b"master"
+    repl.set("after", "1")
