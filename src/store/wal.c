@@ -63,6 +63,13 @@
 #define DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define CHILD_POLL_MS 10
 #define KEEP_BUF_BYTES (4u << 20)
+#define READ_CHUNK (512u << 10) /* wal_read reads segments in pieces of this size */
+#define RPOS_SPACING (64u << 10) /* wal_read remembers a record position every this many bytes */
+
+/* A position learned by wal_read: record lsn starts at byte off of the segment named seg. */
+struct rpos {
+    uint64_t lsn, seg, off;
+};
 
 struct seg {
     uint64_t first_lsn;
@@ -109,6 +116,11 @@ struct wal {
     size_t nsegs, capsegs;
     uint64_t *snaps; /* snapshot files found at open (lsn), sorted */
     size_t nsnaps;
+    /* Record positions wal_read saw, sorted by lsn, at least RPOS_SPACING bytes apart within a
+     * segment: a read starts at the nearest one instead of the segment's first byte. Cleared
+     * whenever segment bytes may change under them (truncation, snapshot install, removal). */
+    struct rpos *rpos;
+    size_t nrpos, caprpos;
 
     int fd;            /* current segment, owned by the job while busy */
     uint64_t off;      /* end of its last record: where the next one goes */
@@ -214,6 +226,7 @@ static void segs_remove_first(struct wal *w, size_t k)
         return;
     memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
     w->nsegs -= k;
+    w->nrpos = 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -448,6 +461,7 @@ static int cut_log(struct wal *w, size_t i, uint64_t at, const struct buf *seg_d
     if (r == 0) {
         w->nsegs = i + 1;
         w->segs[i].bytes = at;
+        w->nrpos = 0;
     }
     return r;
 }
@@ -1360,6 +1374,38 @@ bool wal_snapshot_due(const struct wal *w, uint64_t min_bytes, unsigned pct)
 
 /* ---- reading back ---- */
 
+/* Index of the first remembered position with an lsn above lsn. */
+static size_t rpos_upper(const struct wal *w, uint64_t lsn)
+{
+    size_t lo = 0, hi = w->nrpos;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->rpos[mid].lsn <= lsn)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Remembers that record lsn starts at off in segment seg, unless a known position of that
+ * segment lies closer than RPOS_SPACING bytes. */
+static void rpos_learn(struct wal *w, uint64_t seg, uint64_t lsn, uint64_t off)
+{
+    size_t k = rpos_upper(w, lsn);
+    if (k > 0 && w->rpos[k - 1].seg == seg && off - w->rpos[k - 1].off < RPOS_SPACING)
+        return;
+    if (k < w->nrpos && w->rpos[k].seg == seg && w->rpos[k].off - off < RPOS_SPACING)
+        return;
+    if (w->nrpos == w->caprpos) {
+        w->caprpos = w->caprpos ? w->caprpos * 2 : 64;
+        w->rpos = xrealloc(w->rpos, w->caprpos * sizeof(*w->rpos));
+    }
+    memmove(w->rpos + k + 1, w->rpos + k, (w->nrpos - k) * sizeof(*w->rpos));
+    w->rpos[k] = (struct rpos){lsn, seg, off};
+    w->nrpos++;
+}
+
 struct reader {
     uint64_t from, upto;
     size_t max_bytes, bytes;
@@ -1367,6 +1413,11 @@ struct reader {
     wal_record_fn fn;
     void *ud;
     int rc;
+    /* where the scanned buffer lies, to learn record positions */
+    struct wal *w;
+    uint64_t seg, base_off, learned_off;
+    const char *base;
+    uint64_t seg_last; /* last valid lsn seen in the segment being read */
 };
 
 #define READ_STOP 1
@@ -1374,6 +1425,13 @@ struct reader {
 static int read_rec(void *ud, const struct walrec *rec)
 {
     struct reader *rd = ud;
+    if (rec->lsn <= rd->upto) {
+        uint64_t off = rd->base_off + (uint64_t)(rec->raw.p - rd->base);
+        if (off - rd->learned_off >= RPOS_SPACING) {
+            rpos_learn(rd->w, rd->seg, rec->lsn, off);
+            rd->learned_off = off;
+        }
+    }
     if (rec->lsn < rd->from)
         return 0;
     if (rec->lsn > rd->upto || (rd->n > 0 && rd->bytes >= rd->max_bytes))
@@ -1388,6 +1446,66 @@ static int read_rec(void *ud, const struct walrec *rec)
     return 0;
 }
 
+/* Feeds segment seg to rd from byte off on, where record expect starts, reading READ_CHUNK
+ * bytes at a time (more for a record that does not fit). Returns 0 at the end of the segment's
+ * valid records, READ_STOP, -EAGAIN when off (a remembered position) holds no record expect,
+ * or a negative code. */
+static int read_segment(struct wal *w, struct reader *rd, uint64_t seg, uint64_t off,
+                        uint64_t expect, struct buf *b)
+{
+    char path[4096];
+    seg_path(w, seg, path, sizeof(path));
+    int fd = fsio_open(path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    rd->seg = seg;
+    rd->learned_off = off;
+    rd->seg_last = 0;
+    bool at_rpos = off > 0;
+    size_t want = READ_CHUNK;
+    int r = 0;
+    for (;;) {
+        b->len = 0;
+        buf_reserve(b, want);
+        ssize_t got = fsio_pread(fd, b->p, want, off);
+        if (got <= 0) {
+            r = (int)got;
+            break;
+        }
+        rd->base = b->p;
+        rd->base_off = off;
+        struct walrec_scan sc;
+        r = walrec_scan(b->p, (size_t)got, expect, 0, read_rec, rd, &sc);
+        if (r != 0)
+            break;
+        bool full = (size_t)got == want;
+        if (at_rpos && sc.nrecords == 0 && !(sc.reason == TD_EINCOMPLETE && full)) {
+            r = -EAGAIN;
+            break;
+        }
+        if (sc.nrecords > 0) {
+            at_rpos = false;
+            expect = sc.last_lsn + 1;
+            rd->seg_last = sc.last_lsn;
+        }
+        off += sc.good_len;
+        if (sc.status == WALREC_SCAN_CLEAN && full)
+            continue;
+        if (sc.reason == TD_EINCOMPLETE && full) {
+            /* A record cut by the end of the piece: read again from its start. */
+            if (sc.good_len == 0) {
+                if (want > WALREC_MAX_PAYLOAD)
+                    break;
+                want *= 2;
+            }
+            continue;
+        }
+        break; /* the end of the file, a torn tail or padding: the segment ends here */
+    }
+    fsio_close(fd);
+    return r;
+}
+
 int64_t wal_read(struct wal *w, uint64_t from_lsn, size_t max_bytes, wal_record_fn fn, void *ud)
 {
     if (from_lsn == 0)
@@ -1399,25 +1517,28 @@ int64_t wal_read(struct wal *w, uint64_t from_lsn, size_t max_bytes, wal_record_
     size_t i = w->nsegs - 1;
     while (i > 0 && w->segs[i].first_lsn > from_lsn)
         i--;
-    struct reader rd = {from_lsn, w->written_lsn, max_bytes, 0, 0, fn, ud, 0};
+    struct reader rd = {from_lsn, w->written_lsn, max_bytes, 0, 0, fn, ud, 0, w, 0, 0, 0, NULL, 0};
+    struct buf b;
+    buf_init(&b);
+    int r = 0;
     for (; i < w->nsegs; i++) {
-        char path[4096];
-        seg_path(w, w->segs[i].first_lsn, path, sizeof(path));
-        struct buf b;
-        buf_init(&b);
-        int r = fsio_read_file(path, &b);
-        if (r < 0) {
-            buf_free(&b);
-            return r;
+        uint64_t seg = w->segs[i].first_lsn, off = 0, expect = seg;
+        size_t k = rpos_upper(w, from_lsn);
+        if (k > 0 && w->rpos[k - 1].seg == seg) {
+            off = w->rpos[k - 1].off;
+            expect = w->rpos[k - 1].lsn;
         }
-        struct walrec_scan sc;
-        r = walrec_scan(b.p, b.len, w->segs[i].first_lsn, 0, read_rec, &rd, &sc);
-        buf_free(&b);
-        if (r == READ_STOP)
-            break;
-        if (sc.last_lsn >= w->written_lsn)
+        r = read_segment(w, &rd, seg, off, expect, &b);
+        if (r == -EAGAIN && rd.n == 0) {
+            w->nrpos = 0; /* a stale position: forget them all and read from the start */
+            r = read_segment(w, &rd, seg, 0, seg, &b);
+        }
+        if (r != 0 || rd.seg_last >= w->written_lsn)
             break;
     }
+    buf_free(&b);
+    if (r < 0)
+        return r;
     return rd.n;
 }
 
@@ -1573,6 +1694,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
     }
     uint64_t n = w->next_lsn - 1 - lsn;
     w->nsegs = i + 1;
+    w->nrpos = 0;
     w->segs[i].bytes = cf.off;
     w->cur_seg_bytes = cf.off;
     w->next_lsn = lsn + 1;
@@ -1619,6 +1741,7 @@ int wal_install_snapshot(struct wal *w, const char *path)
         return r;
     }
     w->nsegs = 0;
+    w->nrpos = 0;
     w->snap_lsn = info.lsn;
     w->snap_term = info.term;
     w->snap_bytes = info.bytes;
@@ -1659,6 +1782,7 @@ static void finish_close(struct wal *w)
     free(w->job.rots.v);
     free(w->segs);
     free(w->snaps);
+    free(w->rpos);
     free(w->dir);
     w->segs = NULL;
     w->snaps = NULL;
