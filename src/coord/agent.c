@@ -309,8 +309,15 @@ static void maintain_sync(struct agent *a)
 {
     struct syncset_replica reps[AGENT_MAX_MEMBERS];
     struct syncset_out o;
-    for (size_t i = 0; i < a->nrep; i++)
-        reps[i] = (struct syncset_replica){a->rep[i].name, a->rep[i].connected, a->rep[i].lsn};
+    for (size_t i = 0; i < a->nrep; i++) {
+        /* Only a member of the recorded failsafe set may be in S: a candidate must belong to
+         * both, so S outside F would leave nobody electable once we die (a replica that came
+         * back while a failsafe round held F still joins S, one F update later). */
+        bool in_f = !a->cfg.failsafe ||
+                    (a->fs_known && cluster_names_has(&a->fs_rec, a->rep[i].name));
+        reps[i] = (struct syncset_replica){a->rep[i].name, a->rep[i].connected && in_f,
+                                           a->rep[i].lsn};
+    }
     syncset_step(&a->sync, reps, a->nrep, a->acked_lsn, a->hold_rev != 0, &o);
     if (o.propose) {
         const char *val = set_value(a, a->my_term, &o.proposal);

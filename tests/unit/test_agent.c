@@ -1490,6 +1490,32 @@ static void test_sync_only_recorded_replica_promoted(void **state)
     sim_del(s);
 }
 
+/* Sync mode, two nodes, kill and restart over and over, killing the primary the moment it records
+ * the restarted node in sync: that node must always be electable (S never names a member outside
+ * the recorded failsafe set; found by tests/integration/test_failover.py). */
+static void test_sync_two_nodes_kill_rounds_stay_electable(void **state)
+{
+    (void)state;
+    struct sim *s = sim_new(2, 1, false);
+    sim_start(s);
+    int p = run_until_writer(s, 10000, -1);
+    assert_true(p >= 0);
+    for (int round = 0; round < 12; round++) {
+        int o = 1 - p;
+        uint64_t t = s->now;
+        while (find_act(s, p, AGENT_ACT_SYNC, t, "1 of 1 replicas recorded in sync") < 0 &&
+               s->now < t + 20000)
+            sim_run(s, s->now + 1);
+        assert_true(s->now < t + 20000);
+        node_kill(s, p);
+        int q = run_until_writer(s, 20000, p);
+        assert_int_equal(q, o);
+        node_start(s, p);
+        p = q;
+    }
+    sim_del(s);
+}
+
 /* Sync mode, two nodes: the replica dies; the primary records that nobody is in sync, then keeps
  * acknowledging (loudly). The stale replica is never promoted while the primary is down. */
 static void test_sync_degrades_loudly_and_blocks_stale_failover(void **state)
@@ -1928,6 +1954,7 @@ int main(void)
         cmocka_unit_test(test_failsafe_promise_holds_replicas_back),
         cmocka_unit_test(test_sync_only_recorded_replica_promoted),
         cmocka_unit_test(test_sync_degrades_loudly_and_blocks_stale_failover),
+        cmocka_unit_test(test_sync_two_nodes_kill_rounds_stay_electable),
         cmocka_unit_test(test_sync_strict_holds_acks),
         cmocka_unit_test(test_provision_once_then_backoff),
         cmocka_unit_test(test_malformed_coordinator_values),
