@@ -185,9 +185,9 @@ class Model:
         self.acked_ops = 0
 
 
-def writer(port, model, wid, rnd, stop, seed):
+def writer(port, model, wid, rnd, stop, seed, pipeline=4):
     """Unique SETs and INCRs of this writer's own counter until the connection fails or stop
-    is set. Odd writers pipeline 4 commands per round trip. A write that got no reply, or an
+    is set. Odd writers pipeline `pipeline` commands per round trip. A write that got no reply, or an
     error reply, is attempted but not acknowledged."""
     rng = random.Random(seed)
     ctr = f"ctr:{wid}"
@@ -195,7 +195,7 @@ def writer(port, model, wid, rnd, stop, seed):
         model.ctr_attempted.setdefault(ctr, 0)
         model.ctr_acked.setdefault(ctr, 0)
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
-    seq, batch = 0, (4 if wid % 2 else 1)
+    seq, batch = 0, (pipeline if wid % 2 else 1)
     try:
         while not stop.is_set():
             ops = []
@@ -233,12 +233,12 @@ def writer(port, model, wid, rnd, stop, seed):
         r.close()
 
 
-def run_writers(node, model, rnd, rng, nthreads=4, min_acked=30, kill=None):
+def run_writers(node, model, rnd, rng, nthreads=4, min_acked=30, kill=None, pipeline=4):
     """Starts writers on node, waits for min_acked more acknowledged writes, calls kill() at a
     random moment shortly after, and waits for the writers to end."""
     stop = threading.Event()
     ws = [threading.Thread(target=writer, args=(node.port, model, w, rnd, stop,
-                                                rng.randrange(1 << 30)))
+                                                rng.randrange(1 << 30), pipeline))
           for w in range(nthreads)]
     before = model.acked_ops
     for t in ws:
@@ -415,9 +415,10 @@ def promote(node):
     wait_for(lambda: node.info()["tandem_writable"] == 1, SLOW, what="promoted")
 
 
-def drill(procs, sync, rounds, seed):
+def drill(procs, sync, rounds, seed, pipeline=4):
     """Two nodes; each round: writers on the primary, kill -9 it mid-load, promote the replica,
-    check, restart the old primary as a replica of the new one. Yields per-round facts."""
+    check, restart the old primary as a replica of the new one, check its audit of the records
+    it had to discard. Yields per-round facts."""
     rng = random.Random(seed)
     extra = ["--sync-replicas", "1", "--repl-max-lag", "20s"] if sync else []
     a = Node(procs, "a", *extra).start()
@@ -425,10 +426,10 @@ def drill(procs, sync, rounds, seed):
     primary, replica = a, b
     model = Model()
     for rnd in range(rounds):
-        converge(primary, replica)
+        wait_for(lambda: caught_up(primary, replica), SLOW, what="caught up")
         if sync:
             wait_sync_ok(primary)
-        run_writers(primary, model, rnd, rng, kill=primary.kill9)
+        run_writers(primary, model, rnd, rng, kill=primary.kill9, pipeline=pipeline)
         # The replica keeps what it received; its last lsn is the common prefix.
         wait_for(lambda: replica.info()["master_link_status"] == "down", SLOW, what="link down")
         kept = replica.last_lsn()
@@ -439,25 +440,65 @@ def drill(procs, sync, rounds, seed):
         lost, ctr_low = check_model(replica, model, rnd)
         before = discarded_files(primary)
         primary.start(replicaof=replica)
-        yield dict(rnd=rnd, lost=lost, ctr_low=ctr_low, unreplicated=old_log, model=model,
-                   old=primary, new=replica, old_term=old_term, before=before)
-        converge(replica, primary)
+        facts = dict(rnd=rnd, lost=lost, ctr_low=ctr_low, unreplicated=old_log, model=model,
+                     old=primary, new=replica, old_term=old_term, before=before)
+        facts["audit"] = check_audit(facts)
+        yield facts
         primary, replica = replica, primary
     converge(primary, replica)
+
+
+def check_audit(r):
+    """The rejoined old primary cut exactly the records the new primary never received, wrote
+    them to DIR/discarded-<term>.log and counts them in INFO. Returns the audited SETs."""
+    old, new, m, expect = r["old"], r["new"], r["model"], r["unreplicated"]
+    wait_for(lambda: caught_up(new, old), SLOW, what="old primary rejoined")
+    info = old.info()
+    assert info["tandem_discarded_records"] == len(expect), (info, len(expect))
+    assert info["tandem_truncations"] == (1 if expect else 0), info
+    new_files = [f for f in discarded_files(old) if f not in r["before"]]
+    if not expect:
+        assert not new_files
+        return {}
+    assert [os.path.basename(f) for f in new_files] == [f"discarded-{r['old_term']}.log"]
+    with open(new_files[0], "rb") as f:
+        audit = parse_records(f.read(), strict=True)
+    assert [x[3] for x in audit] == [x[3] for x in expect]
+    # INCR is logged in resolved form: SET ctr:N <value>.
+    sets, ctrs = {}, {}
+    for lsn, term, argv, raw in audit:
+        assert term == r["old_term"] and argv and argv[0].upper() == b"SET", argv
+        k, v = argv[1].decode(), argv[2].decode()
+        (ctrs if k in m.ctr_attempted else sets)[k] = v
+    # Key by key against the writers' log: every acknowledged SET that is lost is in the audit
+    # with its value, nothing in the audit is on the new primary, every audited SET was sent;
+    # an audited counter value is above the new primary's and no more than was attempted.
+    for k in r["lost"]:
+        assert sets.get(k) == m.attempted[k], f"lost {k} not in the audit"
+    with new.client() as c:
+        if sets:
+            assert c.exists(*sets) == 0
+        for k, v in ctrs.items():
+            assert int(c.get(k) or 0) < int(v) <= m.ctr_attempted[k], k
+    for k, v in sets.items():
+        assert m.attempted[k] == v
+    return sets
 
 
 def test_sync_replicas_kill9_promote_loses_no_acknowledged_write(procs):
     seed = int(os.environ.get("TANDEM_TEST_SEED", random.randrange(1 << 30)))
     print(f"seed={seed}")
     t0 = time.monotonic()
-    rounds = 0
+    rounds = discarded = 0
     for r in drill(procs, True, 20, seed):
+        discarded += len(r["unreplicated"])
         assert not r["lost"], f"round {r['rnd']}: acknowledged SETs lost {r['lost'][:5]}"
         assert not r["ctr_low"], f"round {r['rnd']}: counters below acknowledged {r['ctr_low']}"
         rounds += 1
     m = r["model"]
     print(f"sync drill: {rounds} rounds, {m.acked_ops} acknowledged writes, "
-          f"{len(m.attempted)} SETs attempted, {time.monotonic() - t0:.1f}s")
+          f"{len(m.attempted)} SETs attempted, {discarded} unacknowledged records discarded "
+          f"on rejoin, {time.monotonic() - t0:.1f}s")
     assert rounds == 20 and len(m.acked) > 200
 
 
@@ -466,36 +507,9 @@ def test_async_kill9_measures_loss_and_audits_discarded_records(procs):
     print(f"seed={seed}")
     total_lost = total_acked_sets = total_discarded = 0
     per_round = []
-    for r in drill(procs, False, 8, seed):
-        old, m = r["old"], r["model"]
+    for r in drill(procs, False, 8, seed, pipeline=16):
         expect = r["unreplicated"]
-        # The rejoined node cut exactly the records the new primary never received.
-        if expect:
-            wait_for(lambda: old.info().get("tandem_truncations", 0) >= 1, SLOW,
-                     what="truncation on rejoin")
-            info = old.info()
-            assert info["tandem_discarded_records"] == len(expect), (info, len(expect))
-            new_files = [f for f in discarded_files(old) if f not in r["before"]]
-            assert [os.path.basename(f) for f in new_files] == [
-                f"discarded-{r['old_term']}.log"], new_files
-            with open(new_files[0], "rb") as f:
-                audit = parse_records(f.read(), strict=True)
-            assert [x[3] for x in audit] == [x[3] for x in expect]
-            sets = {x[2][1].decode(): x[2][2].decode() for x in audit
-                    if x[2] and x[2][0].upper() == b"SET"}
-        else:
-            wait_for(lambda: linked(old), SLOW, what="rejoined")
-            assert old.info()["tandem_discarded_records"] == 0
-            sets = {}
-        # Key by key against the writers' log: every acknowledged SET that is lost is in the
-        # audit with its value, and nothing in the audit is on the new primary.
-        for k in r["lost"]:
-            assert sets.get(k) == m.attempted[k], f"lost {k} not in the audit"
-        with r["new"].client() as c:
-            if sets:
-                assert c.exists(*sets) == 0
-        for k, v in sets.items():
-            assert m.attempted[k] == v
+        m = r["model"]
         total_lost += len(r["lost"])
         total_discarded += len(expect)
         per_round.append((len(r["lost"]), len(expect)))
