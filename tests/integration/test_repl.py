@@ -82,10 +82,12 @@ def linked(replica):
 
 
 def caught_up(primary, replica):
-    """The replica holds the primary's whole log (and the primary says so)."""
+    """The replica holds the primary's whole log, written to its own log (a replica applies
+    records as they arrive and acknowledges them once its log has them)."""
     pi, ri = primary.info(), replica.info()
     return (ri["role"] == "slave" and ri["master_link_status"] == "up"
-            and ri["master_repl_offset"] == pi["master_repl_offset"])
+            and ri["master_repl_offset"] == pi["master_repl_offset"]
+            and ri["tandem_acked_lsn"] == ri["master_repl_offset"])
 
 
 def dump(node):
@@ -335,7 +337,8 @@ def test_replica_converges_and_is_read_only(procs):
             with pytest.raises(redis.exceptions.ReadOnlyError):
                 write()
     assert dump(rep) == d
-    # ROLE in Redis's shapes.
+    # ROLE in Redis's shapes (the primary learns the replica's position from its acks).
+    wait_for(lambda: p.role()[2][0][2] == str(p.last_lsn()).encode(), SLOW, what="ack seen")
     role = p.role()
     assert role[0] == b"master" and role[1] == p.last_lsn()
     assert role[2] == [[b"127.0.0.1", str(rep.port).encode(), str(role[1]).encode()]]
@@ -576,6 +579,40 @@ def test_divergent_suffix_is_discarded_and_audited(procs, how):
     assert d[b"div:0"][1] == b"new0" and b"div:1" not in d and b"hdiv" not in d
     assert d[b"base:0"][1] == b"0" and d[b"fresh"][1] == b"1"
     assert "log truncated" in p.p.log()
+
+
+def test_replica_restarted_as_primary_takes_a_new_term(procs):
+    """An operator's failover by restart: the replica dies, the primary writes more and dies,
+    the replica is restarted on its own (no --replicaof) and takes writes, the old primary
+    rejoins it. The restarted replica must not resume in the old primary's term: both logs
+    would then hold different records under (term 1, same lsns), log matching would keep the
+    old primary's records, and the two datasets would differ without a word."""
+    p = Node(procs, "p").start()
+    rep = Node(procs, "r").start(replicaof=p)
+    with p.client() as r:
+        for i in range(5):
+            r.set(f"base:{i}", i)
+    converge(p, rep)
+    rep.kill9()
+    with p.client() as r:
+        for i in range(5):
+            r.set(f"old:{i}", i)
+    p.kill9()
+    rep.start()
+    assert rep.info()["tandem_term"] == 2
+    assert "taking a new term" in rep.p.log()
+    with rep.client() as r:
+        for i in range(3):
+            r.set(f"new:{i}", i)
+    p.start(replicaof=rep)
+    d = converge(rep, p)
+    assert sorted(d) == sorted([f"base:{i}".encode() for i in range(5)]
+                               + [f"new:{i}".encode() for i in range(3)])
+    assert p.info()["tandem_discarded_records"] == 5
+    # The primary it became resumes its own term on a plain restart.
+    rep.stop()
+    rep.start()
+    assert rep.info()["tandem_term"] == 2 and "taking a new term" not in rep.p.log()
 
 
 # --- 6. WAIT, FAILOVER, terms, sync mode ----------------------------------------------------
