@@ -825,3 +825,108 @@ def test_bad_replication_input_is_refused_and_primary_keeps_serving(procs):
     with good.client() as r:
         assert r.get("a") == b"1"
     assert p.p.alive()
+
+
+# --- more: full resync under load, failover edge cases, cascading ------------------------------
+
+def test_full_resync_under_write_load(procs):
+    """A new replica of a primary with a compacted log gets the snapshot (in chunks, while the
+    primary keeps serving writes) and then the log; it ends identical."""
+    p = Node(procs, "p", "--wal-segment-size", "64kb").start()
+    with p.client() as r:
+        pipe = r.pipeline(transaction=False)
+        for i in range(5000):
+            pipe.set(f"big:{i}", "z" * 100)
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.hset("h", mapping={f"f{i}": i for i in range(100)})
+        pipe.execute()
+        assert r.execute_command("SAVE") is True
+    stop = threading.Event()
+    done = []
+
+    def load():
+        with p.client() as r:
+            i = 0
+            while not stop.is_set():
+                r.set(f"live:{i % 500}", i)
+                r.incr("live:n")
+                i += 1
+            done.append(i)
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        rep = Node(procs, "r").start(replicaof=p)
+        wait_for(lambda: rep.info()["tandem_full_syncs"] == 1 and linked(rep), SLOW,
+                 what="full resync done")
+        with p.client() as r:
+            n0 = int(r.get("live:n"))
+        wait_for(lambda: int(p.client().get("live:n")) > n0 + 50, SLOW, what="writes go on")
+    finally:
+        stop.set()
+        t.join(SLOW)
+    d = converge(p, rep)
+    assert len(d) == 5000 + 1 + min(done[0], 500) + 1 and done[0] > 50
+    assert p.info()["tandem_full_syncs"] == 1
+    assert not glob.glob(str(rep.dir / "incoming.snap.partial"))
+
+
+def test_failover_edge_cases(procs):
+    p = Node(procs, "p").start()
+    rep = Node(procs, "r").start(replicaof=p)
+    converge(p, rep)
+    with p.client() as r:
+        # A target that is not a replica: the failover times out and writes resume here.
+        assert r.execute_command("FAILOVER", "TO", "127.0.0.1", free_port(),
+                                 "TIMEOUT", 300) == b"OK"
+        wait_for(lambda: p.info()["master_failover_state"] == "no-failover", SLOW,
+                 what="failover aborted")
+        assert r.set("a", 1) is True
+        assert "failover aborted" in p.p.log()
+        # A replica that cannot catch up (paused): refused writes meanwhile, then resumed.
+        rep.p.signal(signal.SIGSTOP)
+        try:
+            r.set("b", 1)
+            assert r.execute_command("FAILOVER", "TIMEOUT", 300) == b"OK"
+            with pytest.raises(redis.exceptions.ReadOnlyError):
+                r.set("c", 1)
+            wait_for(lambda: p.info()["master_failover_state"] == "no-failover", SLOW,
+                     what="failover timed out")
+            assert r.set("c", 1) is True
+        finally:
+            rep.p.signal(signal.SIGCONT)
+        with pytest.raises(redis.ResponseError):
+            r.execute_command("FAILOVER", "ABORT")
+        # No target named: the best in-sync replica.
+        converge(p, rep)
+        assert r.execute_command("FAILOVER") == b"OK"
+    wait_for(lambda: rep.info()["role"] == "master" and caught_up(rep, p), SLOW,
+             what="roles swapped")
+    with rep.client() as r:
+        assert r.get("c") == b"1"
+        t1 = rep.info()["tandem_term"]
+        # And back again.
+        assert r.execute_command("FAILOVER", "TO", "127.0.0.1", p.port) == b"OK"
+    wait_for(lambda: p.info()["role"] == "master" and caught_up(p, rep), SLOW,
+             what="roles swapped back")
+    assert p.info()["tandem_term"] == t1 + 1
+    with p.client() as r:
+        assert r.set("d", 1) is True
+    converge(p, rep)
+
+
+def test_replica_of_a_replica_is_refused_and_retried(procs):
+    p = Node(procs, "p").start()
+    rep = Node(procs, "r").start(replicaof=p)
+    sub = Node(procs, "s").start(replicaof=rep)
+    with p.client() as r:
+        r.set("a", 1)
+    converge(p, rep)
+    wait_for(lambda: "not a primary" in str(sub.info()["tandem_last_error"]), SLOW,
+             what="cascading refused")
+    assert sub.info()["master_link_status"] == "down"
+    # Once its upstream is promoted, the same link succeeds.
+    promote(rep)
+    wait_for(lambda: caught_up(rep, sub), SLOW, what="sub follows the promoted node")
+    with sub.client() as r:
+        assert r.get("a") == b"1"
