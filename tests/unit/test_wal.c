@@ -607,6 +607,42 @@ static void test_read_term_truncate(void **state)
     wal_close(w, NULL, NULL);
 }
 
+/* With preallocation the segments end in zero padding: the audit of a truncation holds the
+ * discarded records back to back, no padding (it used to copy the segments' zeros). */
+static void test_truncate_audit_without_padding(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    prealloc_bytes = 4096;
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 700;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 60; lsn++) {
+        append_op(w, lsn);
+        wal_commit(w);
+    }
+    uint64_t nd = 0;
+    assert_int_equal(wal_truncate_after(w, 45, &nd), 0);
+    assert_int_equal(nd, 15);
+    t.durable_max = 45;
+    char p[512];
+    snprintf(p, sizeof(p), "%s/discarded-%" PRIu64 ".log", dir, term_of(46));
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 46, 0, NULL, NULL, &sc);
+    assert_int_equal(sc.status, WALREC_SCAN_CLEAN);
+    assert_int_equal(sc.nrecords, 15);
+    assert_int_equal(sc.good_len, n);
+    free(c);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 45);
+    wal_close(w, NULL, NULL);
+    prealloc_bytes = 0;
+}
+
 static void test_install_snapshot(void **state)
 {
     (void)state;
@@ -1339,6 +1375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prealloc_padding_is_not_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prealloc_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncate_audit_without_padding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
