@@ -667,10 +667,14 @@ def test_wait_counts_replicas_and_times_out(procs):
         assert r.execute_command("WAIT", 1, 10) == 0  # a replica has no replicas
 
 
-def test_failover_swaps_roles_and_loses_nothing(procs):
-    p = Node(procs, "p").start()
-    rep = Node(procs, "r").start(replicaof=p)
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_failover_swaps_roles_and_loses_nothing(procs, mode):
+    extra = ["--sync-replicas", "1"] if mode == "sync" else []
+    p = Node(procs, "p", *extra).start()
+    rep = Node(procs, "r", *extra).start(replicaof=p)
     converge(p, rep)
+    if mode == "sync":
+        wait_sync_ok(p)
     term0 = p.info()["tandem_term"]
     model = Model()
     rng = random.Random(1)
