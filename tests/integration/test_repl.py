@@ -823,6 +823,8 @@ def test_bad_replication_input_is_refused_and_primary_keeps_serving(procs):
         [auth, ["REPLSYNC", "wrong", "evil", "0", "0", "0"]],       # wrong secret
         [auth, ["REPLSYNC", "s3cret", "evil", "1" * 30, "1", "0"]],  # overflow
         [auth, ["REPLSYNC", "s3cret", "evil", "5", "1", "9"]],      # base beyond last
+        [auth, ["REPLSYNC", "s3cret", "evil", "1", str(2**64 - 1), "0"]],  # absurd term
+        [auth, ["REPLSYNC", "s3cret", "evil", str(2**63), "1", "0"]],  # absurd lsn
         [auth, ["REPLSYNC", "s3cret", "evil", "05", "1", "0"]],     # not canonical
         [auth, ["REPLSYNC", "s3cret", "evil", "5", "1", "0", "2", "1", "1", "3"]],  # history
         [auth, ["REPLSYNC", "s3cret", "evil", "9", "1", "0"] + ["1", "1"] * 33],    # too long
@@ -832,6 +834,7 @@ def test_bad_replication_input_is_refused_and_primary_keeps_serving(procs):
         [auth, hello, ["GET", "a"]],                                # not a replication command
         [auth, hello, b"\x00\x01garbage\r\n"],                      # not RESP
         [auth, hello, ["REPLACK", "99999999", "1"]],                # ack beyond what was sent
+        [auth, hello, ["REPLACK", "0", str(2**64 - 1)]],            # absurd term
     ]
     with p.client() as r:
         r.set("a", 1)
