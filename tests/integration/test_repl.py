@@ -752,7 +752,7 @@ def test_term_rule_stale_primary_steps_down(procs):
 
 
 def test_sync_strict_refuses_without_replica(procs):
-    p = Node(procs, "p", "--sync-replicas", "1", "--sync-strict", "--repl-max-lag", "300ms")
+    p = Node(procs, "p", "--sync-replicas", "1", "--sync-strict", "--repl-max-lag", "5s")
     p.start()
     with p.client() as r:
         with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
@@ -774,7 +774,7 @@ def test_sync_strict_refuses_without_replica(procs):
 
 
 def test_sync_degraded_is_visible_and_recovers(procs):
-    p = Node(procs, "p", "--sync-replicas", "1", "--repl-max-lag", "300ms").start()
+    p = Node(procs, "p", "--sync-replicas", "1", "--repl-max-lag", "5s").start()
     rep = Node(procs, "r").start(replicaof=p)
     wait_sync_ok(p)
     with p.client() as r:
@@ -922,7 +922,7 @@ def test_failover_edge_cases(procs):
         rep.p.signal(signal.SIGSTOP)
         try:
             r.set("b", 1)
-            assert r.execute_command("FAILOVER", "TIMEOUT", 300) == b"OK"
+            assert r.execute_command("FAILOVER", "TIMEOUT", 1500) == b"OK"
             with pytest.raises(redis.exceptions.ReadOnlyError):
                 r.set("c", 1)
             wait_for(lambda: p.info()["master_failover_state"] == "no-failover", SLOW,
