@@ -116,6 +116,10 @@ struct wal {
     uint64_t next_lsn, last_term;
     uint64_t written_lsn, durable_lsn;
     uint64_t snap_lsn, snap_term, snap_bytes;
+    /* Where the last wal_read stopped: record hint_lsn starts at byte hint_off of the segment
+     * named hint_seg (0: no hint). A reader that goes on from there (a replica's stream) then
+     * reads only the bytes it needs instead of the whole segment. */
+    uint64_t hint_lsn, hint_seg, hint_off;
 
     struct buf pending;
     struct rots pending_rots;
@@ -1367,6 +1371,8 @@ struct reader {
     wal_record_fn fn;
     void *ud;
     int rc;
+    uint64_t pos;      /* file offset of the next record the scan shows */
+    uint64_t next_off; /* file offset just after the last record delivered */
 };
 
 #define READ_STOP 1
@@ -1374,6 +1380,8 @@ struct reader {
 static int read_rec(void *ud, const struct walrec *rec)
 {
     struct reader *rd = ud;
+    uint64_t at = rd->pos;
+    rd->pos += rec->raw.len;
     if (rec->lsn < rd->from)
         return 0;
     if (rec->lsn > rd->upto || (rd->n > 0 && rd->bytes >= rd->max_bytes))
@@ -1381,11 +1389,39 @@ static int read_rec(void *ud, const struct walrec *rec)
     int r = rd->fn(rd->ud, rec);
     rd->n++;
     rd->bytes += rec->raw.len;
+    rd->next_off = at + rec->raw.len;
     if (r != 0) {
         rd->rc = r;
         return READ_STOP;
     }
     return 0;
+}
+
+#define HINT_READ_MAX ((size_t)64 << 20)
+
+/* wal_read from the hint: one pread of about max_bytes at hint_off of segment i. Returns the
+ * records delivered (> 0), 0 when the hinted bytes gave none (the caller reads the whole
+ * segment instead: a record larger than the chunk, or bytes not there), or a negative code. */
+static int64_t read_hinted(struct wal *w, size_t i, struct reader *rd)
+{
+    size_t want = rd->max_bytes < HINT_READ_MAX - 65536 ? rd->max_bytes + 65536 : HINT_READ_MAX;
+    char path[4096];
+    seg_path(w, w->segs[i].first_lsn, path, sizeof(path));
+    int fd = fsio_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    char *p = xmalloc(want);
+    ssize_t got = fsio_pread(fd, p, want, w->hint_off);
+    fsio_close(fd);
+    if (got < 0) {
+        free(p);
+        return (int64_t)got;
+    }
+    rd->pos = w->hint_off;
+    struct walrec_scan sc;
+    walrec_scan(p, (size_t)got, rd->from, 0, read_rec, rd, &sc);
+    free(p);
+    return rd->n;
 }
 
 int64_t wal_read(struct wal *w, uint64_t from_lsn, size_t max_bytes, wal_record_fn fn, void *ud)
@@ -1399,7 +1435,16 @@ int64_t wal_read(struct wal *w, uint64_t from_lsn, size_t max_bytes, wal_record_
     size_t i = w->nsegs - 1;
     while (i > 0 && w->segs[i].first_lsn > from_lsn)
         i--;
-    struct reader rd = {from_lsn, w->written_lsn, max_bytes, 0, 0, fn, ud, 0};
+    struct reader rd = {from_lsn, w->written_lsn, max_bytes, 0, 0, fn, ud, 0, 0, 0};
+    size_t last_seg = i;
+    if (w->hint_lsn == from_lsn && w->hint_seg == w->segs[i].first_lsn) {
+        int64_t n = read_hinted(w, i, &rd);
+        if (n < 0)
+            return n;
+        if (rd.rc != 0 || n > 0)
+            goto done;
+        rd = (struct reader){from_lsn, w->written_lsn, max_bytes, 0, 0, fn, ud, 0, 0, 0};
+    }
     for (; i < w->nsegs; i++) {
         char path[4096];
         seg_path(w, w->segs[i].first_lsn, path, sizeof(path));
@@ -1410,13 +1455,23 @@ int64_t wal_read(struct wal *w, uint64_t from_lsn, size_t max_bytes, wal_record_
             buf_free(&b);
             return r;
         }
+        rd.pos = 0;
+        int64_t before = rd.n;
         struct walrec_scan sc;
         r = walrec_scan(b.p, b.len, w->segs[i].first_lsn, 0, read_rec, &rd, &sc);
         buf_free(&b);
+        if (rd.n > before)
+            last_seg = i;
         if (r == READ_STOP)
             break;
         if (sc.last_lsn >= w->written_lsn)
             break;
+    }
+done:
+    if (rd.n > 0) {
+        w->hint_lsn = from_lsn + (uint64_t)rd.n;
+        w->hint_seg = w->segs[last_seg].first_lsn;
+        w->hint_off = rd.next_off;
     }
     return rd.n;
 }
@@ -1591,6 +1646,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
         return r;
     }
     uint64_t n = w->next_lsn - 1 - lsn;
+    w->hint_lsn = 0; /* the bytes it pointed at may be gone */
     w->nsegs = i + 1;
     w->segs[i].bytes = cf.off;
     w->cur_seg_bytes = cf.off;
@@ -1641,6 +1697,7 @@ int wal_install_snapshot(struct wal *w, const char *path)
     w->snap_lsn = info.lsn;
     w->snap_term = info.term;
     w->snap_bytes = info.bytes;
+    w->hint_lsn = 0;
     w->next_lsn = info.lsn + 1;
     w->last_term = info.term;
     w->written_lsn = w->durable_lsn = info.lsn;
