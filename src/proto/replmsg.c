@@ -32,6 +32,12 @@ static bool parse_u64(const char *s, size_t len, uint64_t *out)
     return true;
 }
 
+/* A number a replica states: parse_u64, and at most REPLMSG_MAX_NUMBER. */
+static bool parse_num(const char *s, size_t len, uint64_t *out)
+{
+    return parse_u64(s, len, out) && *out <= REPLMSG_MAX_NUMBER;
+}
+
 static size_t fmt_u64(char *out, uint64_t v)
 {
     char tmp[24];
@@ -83,15 +89,15 @@ int replmsg_hello_parse(size_t argc, const struct slice *argv, struct replmsg_he
     if (h->node.len == 0 || h->node.len > REPLMSG_MAX_NAME)
         return TD_EPROTO_RESP;
     *why = "invalid lsn or term";
-    if (!parse_u64(argv[3].p, argv[3].len, &h->last_lsn) ||
-        !parse_u64(argv[4].p, argv[4].len, &h->last_term) ||
-        !parse_u64(argv[5].p, argv[5].len, &h->base_lsn) || h->base_lsn > h->last_lsn)
+    if (!parse_num(argv[3].p, argv[3].len, &h->last_lsn) ||
+        !parse_num(argv[4].p, argv[4].len, &h->last_term) ||
+        !parse_num(argv[5].p, argv[5].len, &h->base_lsn) || h->base_lsn > h->last_lsn)
         return TD_EPROTO_RESP;
     h->nterms = (argc - 6) / 2;
     for (size_t i = 0; i < h->nterms; i++) {
         struct replmsg_term_start *t = &h->terms[i];
-        if (!parse_u64(argv[6 + 2 * i].p, argv[6 + 2 * i].len, &t->term) ||
-            !parse_u64(argv[7 + 2 * i].p, argv[7 + 2 * i].len, &t->first_lsn))
+        if (!parse_num(argv[6 + 2 * i].p, argv[6 + 2 * i].len, &t->term) ||
+            !parse_num(argv[7 + 2 * i].p, argv[7 + 2 * i].len, &t->first_lsn))
             return TD_EPROTO_RESP;
     }
     *why = "invalid term history";
@@ -122,7 +128,7 @@ static int parse_pair(size_t argc, const struct slice *argv, struct slice name, 
 {
     if (argc != 3 || !slice_eq_nocase(argv[0], name))
         return TD_EPROTO_RESP;
-    if (!parse_u64(argv[1].p, argv[1].len, a) || !parse_u64(argv[2].p, argv[2].len, b))
+    if (!parse_num(argv[1].p, argv[1].len, a) || !parse_num(argv[2].p, argv[2].len, b))
         return TD_EPROTO_RESP;
     return 0;
 }

@@ -35,6 +35,10 @@
 /* Largest frame body: one maximal WAL record plus the type byte, with slack. */
 #define REPLMSG_MAX_FRAME ((size_t)(1u << 30) + 4096)
 #define REPLMSG_MAX_NAME 256
+/* Largest lsn or term a replica may state in REPLSYNC or REPLACK (2^63 - 1): no real log gets
+ * near it. A larger one is refused, so that a primary that steps down for a replica's term can
+ * still be promoted above it (term + 1) without wrapping to 0. */
+#define REPLMSG_MAX_NUMBER ((uint64_t)INT64_MAX)
 
 /* The first lsn of one term in a node's log. */
 struct replmsg_term_start {
@@ -94,18 +98,20 @@ struct replmsg_frame {
 
 /* Appends h as a REPLSYNC RESP command to out. h must satisfy replmsg_hello_parse's rules. */
 void replmsg_hello_encode(struct buf *out, const struct replmsg_hello *h);
-/* Checks a REPLSYNC argument vector (argv[0] is the command name, any case) and fills *h
- * (slices borrow argv). Returns 0, or TD_EPROTO_RESP with a static message in *why. */
+/* Checks a REPLSYNC argument vector (argv[0] is the command name, any case; numbers at most
+ * REPLMSG_MAX_NUMBER) and fills *h (slices borrow argv). Returns 0, or TD_EPROTO_RESP with a
+ * static message in *why. */
 int replmsg_hello_parse(size_t argc, const struct slice *argv, struct replmsg_hello *h,
                         const char **why);
 /* Appends "REPLACK <lsn> <term>" as a RESP command. */
 void replmsg_ack_encode(struct buf *out, uint64_t lsn, uint64_t term);
-/* Checks a REPLACK argument vector; fills *lsn and *term. 0 or TD_EPROTO_RESP. */
+/* Checks a REPLACK argument vector (numbers at most REPLMSG_MAX_NUMBER); fills *lsn and *term.
+ * 0 or TD_EPROTO_RESP. */
 int replmsg_ack_parse(size_t argc, const struct slice *argv, uint64_t *lsn, uint64_t *term);
 
 /* Appends "REPLFS <term> <round>": the replica confirms failsafe ping round of term. */
 void replmsg_failsafe_ack_encode(struct buf *out, uint64_t term, uint64_t round);
-/* Checks a REPLFS argument vector. 0 or TD_EPROTO_RESP. */
+/* Checks a REPLFS argument vector (numbers at most REPLMSG_MAX_NUMBER). 0 or TD_EPROTO_RESP. */
 int replmsg_failsafe_ack_parse(size_t argc, const struct slice *argv, uint64_t *term,
                                uint64_t *round);
 

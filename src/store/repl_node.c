@@ -16,6 +16,7 @@
 #include "store/repl_node.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/fsio.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "net/wq.h"
@@ -353,10 +355,60 @@ static void become_none(struct repl_node *n, const char *why)
     n->unsynced_recorded = false;
 }
 
+/* DIR/primary-term holds the last term this node was primary in. A node restarted without
+ * --replicaof may resume in its log's last term only if it led that term: when the log's last
+ * term came from another primary (this node was its replica), resuming in it would make two
+ * nodes write different records under one term, and log matching (which trusts that a term
+ * and an lsn name one record) would keep the other node's divergent records silently. */
+#define LED_TERM_FILE "primary-term"
+
+static uint64_t led_term_read(const struct repl_node *n)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/" LED_TERM_FILE, n->cfg.dir);
+    struct buf b;
+    buf_init(&b);
+    uint64_t term = 0;
+    if (fsio_read_file(path, &b) == 0 && b.len > 0 && b.len < 32) {
+        char s[32];
+        memcpy(s, b.p, b.len);
+        s[b.len] = '\0';
+        if (parse_uint(s, 1, UINT64_MAX, &term) != 0)
+            term = 0;
+    }
+    buf_free(&b);
+    return term;
+}
+
+/* Records durably (temporary file, fsync, rename, fsync DIR) that this node leads term.
+ * Returns 0 or a negative code. */
+static int led_term_write(const struct repl_node *n, uint64_t term)
+{
+    char path[4096], tmp[4200], s[32];
+    snprintf(path, sizeof(path), "%s/" LED_TERM_FILE, n->cfg.dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int len = snprintf(s, sizeof(s), "%" PRIu64, term);
+    int fd = fsio_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int r = fd < 0 ? fd : fsio_write_all(fd, s, (size_t)len);
+    if (r == 0)
+        r = fsio_fsync(fd);
+    if (fd >= 0)
+        fsio_close(fd);
+    if (r == 0)
+        r = fsio_rename(tmp, path);
+    if (r == 0)
+        r = fsio_fsync_dir(n->cfg.dir);
+    return r;
+}
+
 /* Becomes primary in term; new_term: write the empty record that makes it durable. */
 static void become_primary(struct repl_node *n, uint64_t term, bool new_term)
 {
     become_none(n, "promotion");
+    int lr = led_term_write(n, term);
+    if (lr != 0)
+        log_warn("repl", "cannot record the term this node leads", "term=%" PRIu64 " err=%s",
+                 term, td_strerror(lr));
     n->term = term > n->term ? term : n->term;
     wal_persist_set_term(n->wp, term);
     keyspace_set_keep_expired(n->db->ks, false);
@@ -374,7 +426,7 @@ static void become_primary(struct repl_node *n, uint64_t term, bool new_term)
     n->primary = repl_primary_new(n->loop, n->w, &po);
     n->role = ROLE_PRIMARY;
     log_notice("repl", "primary", "term=%" PRIu64 " lsn=%" PRIu64 " sync_replicas=%u%s", term,
-               n->db->last_lsn, n->cfg.sync_replicas, n->cfg.sync_strict ? " strict" : "");
+               wal_last_lsn(n->w), n->cfg.sync_replicas, n->cfg.sync_strict ? " strict" : "");
     recompute(n);
 }
 
@@ -396,6 +448,14 @@ int repl_node_promote(struct repl_node *n, uint64_t term)
 void repl_node_resume_primary(struct repl_node *n)
 {
     uint64_t t = wal_last_term(n->w);
+    uint64_t led = led_term_read(n);
+    if (t > 0 && led != t) {
+        /* The log's last term is another primary's: this is a promotion, not a resume. */
+        log_notice("repl", "the log's last term was written by another primary: taking a new term",
+                   "log_term=%" PRIu64 " led_term=%" PRIu64, t, led);
+        if (repl_node_promote(n, 0) == 0)
+            return;
+    }
     become_primary(n, t ? t : 1, false);
 }
 

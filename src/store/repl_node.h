@@ -78,9 +78,11 @@ void repl_node_on_term(struct repl_node *n, repl_node_term_fn fn, void *ud);
  * the outcome is unknown to them). Returns 0 or a negative code (log I/O). */
 int repl_node_promote(struct repl_node *n, uint64_t term);
 
-/* Becomes primary in the log's last term (1 for an empty log), writing nothing: a node
- * restarted as primary without a coordinator. Never a new term: two nodes must not both be
- * primary in one term, and only a promotion may pick a new one. */
+/* A node restarted as primary without a coordinator. Becomes primary in the log's last term
+ * (1 for an empty log), writing nothing, when this node led that term (DIR/primary-term says
+ * so): two nodes must not both be primary in one term. When the log's last term was another
+ * primary's (this node was its replica), resuming in it would be exactly that, so the node
+ * is promoted instead (repl_node_promote: a new term and its empty record). */
 void repl_node_resume_primary(struct repl_node *n);
 
 /* Changes the node name sent to primaries (before the first follow). */

@@ -1593,7 +1593,8 @@ int wal_term_at(struct wal *w, uint64_t lsn, uint64_t *term)
 
 struct cut_find {
     uint64_t lsn; /* first record to remove */
-    size_t off;
+    size_t off;   /* where it starts */
+    size_t end;   /* where the segment's records end (zero padding may follow) */
     uint64_t term;
     bool found;
 };
@@ -1604,10 +1605,28 @@ static int cut_rec(void *ud, const struct walrec *rec)
     if (rec->lsn == cf->lsn) {
         cf->found = true;
         cf->term = rec->term;
-        return READ_STOP;
     }
-    cf->off += rec->raw.len;
+    if (!cf->found)
+        cf->off += rec->raw.len;
+    cf->end += rec->raw.len;
     return 0;
+}
+
+/* Appends the records of the segment file at path to out, without the zero padding that
+ * fsync=always writes ahead of the log, so an audit file holds records back to back. */
+static int append_seg_records(const char *path, uint64_t first_lsn, struct buf *out)
+{
+    struct buf b;
+    buf_init(&b);
+    int r = fsio_read_file(path, &b);
+    if (r == 0) {
+        struct cut_find cf = {0, 0, 0, 0, false};
+        struct walrec_scan sc;
+        walrec_scan(b.p, b.len, first_lsn, 0, cut_rec, &cf, &sc);
+        buf_append(out, b.p, cf.end);
+    }
+    buf_free(&b);
+    return r;
 }
 
 int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
@@ -1637,22 +1656,22 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
     struct buf b;
     buf_init(&b);
     r = fsio_read_file(path, &b);
-    struct cut_find cf = {lsn + 1, 0, 0, false};
+    struct cut_find cf = {lsn + 1, 0, 0, 0, false};
     if (r == 0) {
         struct walrec_scan sc;
         walrec_scan(b.p, b.len, w->segs[i].first_lsn, 0, cut_rec, &cf, &sc);
         if (!cf.found)
             r = TD_ECORRUPT;
     }
-    /* Save what goes, then cut. */
+    /* Save what goes (records only, not the padding after them), then cut. */
     struct buf gone;
     buf_init(&gone);
     if (r == 0) {
-        buf_append(&gone, b.p + cf.off, b.len - cf.off);
+        buf_append(&gone, b.p + cf.off, cf.end - cf.off);
         for (size_t j = i + 1; j < w->nsegs && r == 0; j++) {
             char p2[4096];
             seg_path(w, w->segs[j].first_lsn, p2, sizeof(p2));
-            r = fsio_read_file(p2, &gone);
+            r = append_seg_records(p2, w->segs[j].first_lsn, &gone);
         }
     }
     if (r == 0) {

@@ -34,7 +34,7 @@ static void test_hello_round_trip(void **state)
     memset(&h, 0, sizeof(h));
     h.secret = SLICE_LIT("s3cret");
     h.node = SLICE_LIT("node-b");
-    h.last_lsn = 18446744073709551615ull;
+    h.last_lsn = REPLMSG_MAX_NUMBER;
     h.last_term = 7;
     h.base_lsn = 100;
     h.nterms = 3;
@@ -88,6 +88,11 @@ static void test_hello_refusals(void **state)
         {"REPLSYNC", "x", "n", "010", "3", "0", "1", "1", "3", "8"}, /* leading zero */
         {"REPLSYNC", "x", "n", "-1", "3", "0", "1", "1", "3", "8"},
         {"REPLSYNC", "x", "n", "18446744073709551616", "3", "0", "1", "1", "3", "8"},
+        /* Absurd (above REPLMSG_MAX_NUMBER): a term a primary could not be promoted above. */
+        {"REPLSYNC", "x", "n", "10", "9223372036854775808", "0"},
+        {"REPLSYNC", "x", "n", "9223372036854775808", "3", "0"},
+        {"REPLSYNC", "x", "n", "10", "18446744073709551615", "0", "1", "1",
+         "18446744073709551615", "8"},
         {"REPLSYNC", "x", "n", "10", "3", "11", "1", "1", "3", "8"}, /* base > last */
         {"REPLSYNC", "x", "n", "10", "3", "0", "3", "1", "1", "8"},  /* terms not ascending */
         {"REPLSYNC", "x", "n", "10", "3", "0", "1", "5", "3", "5"},  /* lsns not ascending */
@@ -96,7 +101,7 @@ static void test_hello_refusals(void **state)
         {"REPLSYNC", "x", "n", "10", "3", "0", "1", "0", "3", "8"},  /* lsn 0 */
         {"PSYNC", "x", "n", "10", "3", "0", "1", "1", "3", "8"},
     };
-    size_t sizes[] = {9, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10};
+    size_t sizes[] = {9, 10, 10, 10, 10, 6, 6, 10, 10, 10, 10, 10, 10, 10, 10};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         assert_int_equal(hello_argv(bad[i], sizes[i]), TD_EPROTO_RESP);
     /* Too many terms. */
@@ -137,6 +142,11 @@ static void test_ack(void **state)
     assert_int_equal(replmsg_ack_parse(argc - 1, argv, &lsn, &term), TD_EPROTO_RESP);
     struct slice bad[3] = {SLICE_LIT("REPLACK"), SLICE_LIT("1x"), SLICE_LIT("1")};
     assert_int_equal(replmsg_ack_parse(3, bad, &lsn, &term), TD_EPROTO_RESP);
+    struct slice absurd[3] = {SLICE_LIT("REPLACK"), SLICE_LIT("1"),
+                              SLICE_LIT("9223372036854775808")};
+    assert_int_equal(replmsg_ack_parse(3, absurd, &lsn, &term), TD_EPROTO_RESP);
+    absurd[2] = SLICE_LIT("9223372036854775807");
+    assert_int_equal(replmsg_ack_parse(3, absurd, &lsn, &term), 0);
     resp_parser_free(&rp);
     buf_free(&b);
 }

@@ -744,6 +744,86 @@ static void test_read_resumes_at_known_positions(void **state)
     wal_close(w, NULL, NULL);
 }
 
+/* A reader that goes on where the last wal_read stopped (a replica's stream) reads from the
+ * remembered offset: in small steps, across segments, with padding, interleaved with appends
+ * and after a truncation, it sees every record once, in order. */
+static void test_read_continues(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    prealloc_bytes = 4096;
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 700;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    static uint64_t got[400];
+    got[0] = 0;
+    uint64_t next = 1, lsn = 0;
+    for (int round = 0; round < 30; round++) {
+        for (int k = 0; k < 7; k++) {
+            append_op(w, ++lsn);
+            wal_commit(w);
+        }
+        for (;;) {
+            int64_t n = wal_read(w, next, (size_t)(round % 3) * 40, collect_lsn, got);
+            assert_true(n >= 0);
+            if (n == 0)
+                break;
+            next += (uint64_t)n;
+        }
+        assert_int_equal(next, lsn + 1);
+    }
+    for (uint64_t i = 1; i <= lsn; i++)
+        assert_int_equal(got[i], i);
+    /* After a truncation the reader goes on from the cut. */
+    assert_int_equal(wal_truncate_after(w, lsn - 10, NULL), 0);
+    t.durable_max = lsn - 10;
+    lsn -= 10;
+    append_op(w, ++lsn);
+    wal_commit(w);
+    got[0] = 0;
+    assert_int_equal(wal_read(w, lsn, 1000, collect_lsn, got), 1);
+    assert_int_equal(got[1], lsn);
+    wal_close(w, NULL, NULL);
+    prealloc_bytes = 0;
+}
+
+/* With preallocation the segments end in zero padding: the audit of a truncation holds the
+ * discarded records back to back, no padding (it used to copy the segments' zeros). */
+static void test_truncate_audit_without_padding(void **state)
+{
+    (void)state;
+    struct track t = {0};
+    prealloc_bytes = 4096;
+    struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+    o.segment_bytes = 700;
+    uint64_t last;
+    struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+    for (uint64_t lsn = 1; lsn <= 60; lsn++) {
+        append_op(w, lsn);
+        wal_commit(w);
+    }
+    uint64_t nd = 0;
+    assert_int_equal(wal_truncate_after(w, 45, &nd), 0);
+    assert_int_equal(nd, 15);
+    t.durable_max = 45;
+    char p[512];
+    snprintf(p, sizeof(p), "%s/discarded-%" PRIu64 ".log", dir, term_of(46));
+    size_t n;
+    char *c = tu_read(p, &n);
+    struct walrec_scan sc;
+    walrec_scan(c, n, 46, 0, NULL, NULL, &sc);
+    assert_int_equal(sc.status, WALREC_SCAN_CLEAN);
+    assert_int_equal(sc.nrecords, 15);
+    assert_int_equal(sc.good_len, n);
+    free(c);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, NULL, NULL);
+    assert_int_equal(last, 45);
+    wal_close(w, NULL, NULL);
+    prealloc_bytes = 0;
+}
+
 static void test_install_snapshot(void **state)
 {
     (void)state;
@@ -1477,6 +1557,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_tear_fsync_no, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prealloc_padding_is_not_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prealloc_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncate_audit_without_padding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_continues, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_everysec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_written_everysec_before_sync, setup, teardown),
