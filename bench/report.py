@@ -7,6 +7,10 @@ Used by bench/lb.sh and bench/lb-failover.sh (run with /usr/bin/python3, standar
   report.py lb-table RAW.tsv      lb.sh raw rows -> raw-runs table + summary table (medians)
   report.py load-row FILE FAULT_MS DURATION_MS  one `tandem load --json` object -> one TSV fragment
   report.py failover-table RAW.tsv  lb-failover.sh raw rows -> raw-runs table + summary table
+  report.py drill-merge JSON ROW RUN [SENTINEL_LOG...]  one failover_drill.py result + the
+                                  Sentinel event times after the kill -> one JSON line (failover.sh)
+  report.py drill-table RAW.jsonl failover.sh raw rows -> raw-runs table + p50/p99 summary
+  report.py quantiles P... < NUMBERS  nearest-rank quantiles of the numbers on stdin
 
 Medians: the middle value of the runs (mean of the middle two for an even count). Ratios in the
 lb table are the median of per-round ratios: both runs of a pair ran back to back in one round,
@@ -192,6 +196,109 @@ def failover_table(path):
               f"{pct(statistics.median(ae)) if ae else '—'} | {fmt_int(req)} | {note} |")
 
 
+SENTINEL_EVENTS = ("+sdown master", "+odown", "+try-failover", "+elected-leader",
+                   "+selected-slave", "+promoted-slave", "+switch-master")
+
+
+def sentinel_events(kill_wall, logs):
+    """Earliest time (ms after the kill, over all Sentinels) of each failover step in the
+    Sentinels' logs. Redis log lines start `PID:X 26 Nov 2026 22:54:19.123 # +sdown ...` in the
+    local time zone, so they compare with time.time() taken at the kill."""
+    import datetime
+    out = {}
+    pat = re.compile(r"^\d+:X (\d+ \w+ \d+ \d+:\d+:\d+\.\d+) . (.*)$")
+    for path in logs:
+        try:
+            lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = pat.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%d %b %Y %H:%M:%S.%f").timestamp()
+            if t < kill_wall - 0.5:
+                continue
+            for ev in SENTINEL_EVENTS:
+                if m.group(2).startswith(ev):
+                    ms = round((t - kill_wall) * 1000)
+                    key = ev.split()[0].lstrip("+")
+                    if key not in out or ms < out[key]:
+                        out[key] = ms
+    return out
+
+
+def drill_merge(path, row, run, logs):
+    j = json.loads(open(path, encoding="utf-8").read())
+    j["row"] = row
+    j["run"] = int(run)
+    if logs:
+        j["sentinel_ms"] = sentinel_events(j["kill_wall"], logs)
+    print(json.dumps(j, sort_keys=True))
+
+
+def quantile(vals, q):
+    """Nearest-rank quantile: the smallest value with at least q of the values at or below it
+    (with 10 runs, p50 is the 5th smallest and p99 the largest)."""
+    v = sorted(vals)
+    if not v:
+        return None
+    import math
+    return v[max(0, math.ceil(q * len(v)) - 1)]
+
+
+DRILL_NAMES = {
+    "redis": "Redis 7 + 3 Sentinels, 1 replica, async",
+    "redis-wait": "Redis 7 + 3 Sentinels, 2 replicas, min-replicas-to-write 1 + WAIT 1",
+    "tandem-builtin": "tandem db --sync-replicas 1, builtin arbiter, via tandem lb",
+    "tandem-etcd": "tandem db --sync-replicas 1, etcd, via tandem lb",
+}
+
+
+def fmt_ms(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def drill_table(path):
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    names = []
+    for r in rows:
+        if r["row"] not in names:
+            names.append(r["row"])
+    print("Raw runs (ms after the kill; Sentinel columns: earliest log line of that step over the"
+          " three Sentinels):\n")
+    print("| row | run | kill→first ack | all threads back | failed req | refused connects | acked |"
+          " lost | sdown | odown | elected | promoted | switch-master | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        se = r.get("sentinel_ms") or {}
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items()))
+        print(f'| {r["row"]} | {r["run"]} | {fmt_ms(r["kill_to_first_ack_ms"])} | '
+              f'{fmt_ms(r["all_threads_back_ms"])} | {r["failed_requests"]} | '
+              f'{r["refused_connects"]} | {r["acked"]:,} | {r["lost_writes"]} | '
+              f'{fmt_ms(se.get("sdown"))} | {fmt_ms(se.get("odown"))} | '
+              f'{fmt_ms(se.get("elected-leader"))} | {fmt_ms(se.get("promoted-slave"))} | '
+              f'{fmt_ms(se.get("switch-master"))} | {errs} |')
+    print("\nSummary (nearest-rank p50/p99 over the runs; with 10 runs p99 is the worst run):\n")
+    print("| row | runs | kill→first ack p50 / p99 ms | all threads back p50 / p99 ms |"
+          " failed requests p50 / p99 | acked writes lost p50 / p99 (total) | runs with loss |"
+          " writes/s before the kill (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in names:
+        rs = [r for r in rows if r["row"] == n]
+        fa = [r["kill_to_first_ack_ms"] for r in rs if r["kill_to_first_ack_ms"] is not None]
+        ab = [r["all_threads_back_ms"] for r in rs if r["all_threads_back_ms"] is not None]
+        fr = [r["failed_requests"] for r in rs]
+        lo = [r["lost_writes"] for r in rs if r["lost_writes"] is not None]
+        never = len(rs) - len(fa)
+        note = f" ({never} runs never resumed)" if never else ""
+        print(f"| {DRILL_NAMES.get(n, n)} | {len(rs)} | {fmt_ms(quantile(fa, .5))} / "
+              f"{fmt_ms(quantile(fa, .99))}{note} | {fmt_ms(quantile(ab, .5))} / {fmt_ms(quantile(ab, .99))} | "
+              f"{quantile(fr, .5)} / {quantile(fr, .99)} | {quantile(lo, .5)} / {quantile(lo, .99)} "
+              f"({sum(lo)}) | {sum(1 for x in lo if x)} | "
+              f"{statistics.median(r['writes_per_s_before'] for r in rs):,.0f} |")
+
+
 def pct(x):
     if x == "" or x is None:
         return "—"
@@ -211,6 +318,13 @@ def main(argv):
         load_row(argv[2], argv[3], argv[4])
     elif cmd == "failover-table":
         failover_table(argv[2])
+    elif cmd == "drill-merge":
+        drill_merge(argv[2], argv[3], argv[4], argv[5:])
+    elif cmd == "drill-table":
+        drill_table(argv[2])
+    elif cmd == "quantiles":
+        vals = [float(x) for x in sys.stdin.read().split()]
+        print(" ".join(str(quantile(vals, float(q))) for q in argv[2:]))
     else:
         raise SystemExit(__doc__)
 
