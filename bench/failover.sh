@@ -173,7 +173,8 @@ run_drill() {
     "$PY" "$BENCH_DIR/failover_drill.py" --threads "$threads" --kill-at "$kill_at" \
         --after "$after" "$@" >"$json" 2>"$RUN_DIR/drill.log" &
     BENCH_PIDS[drill]=$!
-    wait "${BENCH_PIDS[drill]}" || rc=$?
+    # (stderr off while waiting: bash would report the primary the drill killed as "Killed")
+    { wait "${BENCH_PIDS[drill]}" || rc=$?; } 2>/dev/null
     unset "BENCH_PIDS[drill]"
     ((rc == 0)) || bench_die "$row run $run: drill failed (exit $rc): $(tail -n 5 "$RUN_DIR/drill.log")"
     "$PY" "$BENCH_DIR/report.py" drill-merge "$json" "$row" "$run" "$RUN_DIR"/s?.log >>"$raw"

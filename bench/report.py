@@ -10,6 +10,7 @@ Used by bench/lb.sh and bench/lb-failover.sh (run with /usr/bin/python3, standar
   report.py drill-merge JSON ROW RUN [SENTINEL_LOG...]  one failover_drill.py result + the
                                   Sentinel event times after the kill -> one JSON line (failover.sh)
   report.py drill-table RAW.jsonl failover.sh raw rows -> raw-runs table + p50/p99 summary
+  report.py repl-table RAW.tsv    repl.sh raw rows -> raw-runs table + medians and paired ratios
   report.py quantiles P... < NUMBERS  nearest-rank quantiles of the numbers on stdin
 
 Medians: the middle value of the runs (mean of the middle two for an even count). Ratios in the
@@ -299,6 +300,80 @@ def drill_table(path):
               f"{statistics.median(r['writes_per_s_before'] for r in rs):,.0f} |")
 
 
+REPL_PARTS = {
+    "async": ("Async writes, replica attached (redis-benchmark, ops/s)", ["ops/s"]),
+    "sync": ("Synchronous writes (Redis SET + WAIT 1 0; tandem SET with --sync-replicas 1)",
+             ["writes/s", "p50 µs", "p99 µs", "errors"]),
+    "lag": ("Replication lag under load (ms from the primary's ack to the replica showing it)",
+            ["p50 ms", "p99 ms", "max ms", "samples"]),
+    "resync": ("Full resync of an empty replica (s from REPLICAOF)",
+               ["link up s", "all keys s", "check"]),
+}
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt_num(x):
+    if x is None:
+        return "—"
+    if abs(x) >= 1000 or x == int(x):
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}" if x else "0"
+
+
+def repl_table(path):
+    rows = read_tsv(path)
+    kinds = [k for k in ("redis", "tandem") if any(r["kind"] == k for r in rows)]
+    print("Raw runs:\n")
+    print("| part | test | kind | round | v1 | v2 | v3 | v4 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f'| {r["part"]} | {r["test"]} | {r["kind"]} | {r["round"]} | {r["v1"]} | {r["v2"]} | '
+              f'{r["v3"]} | {r["v4"]} |')
+    for part, (title, cols) in REPL_PARTS.items():
+        prs = [r for r in rows if r["part"] == part]
+        if not prs:
+            continue
+        tests = []
+        for r in prs:
+            if r["test"] not in tests:
+                tests.append(r["test"])
+        print(f"\n{title}, medians over rounds:\n")
+        head = "| test | " + " | ".join(f"{k} {c}" for k in kinds for c in cols)
+        if len(kinds) == 2:
+            head += " | tandem/redis (paired, first column)"
+        print(head + " |")
+        print("|---" * (1 + len(kinds) * len(cols) + (len(kinds) == 2)) + "|")
+        for t in tests:
+            cells = []
+            for k in kinds:
+                rs = [r for r in prs if r["test"] == t and r["kind"] == k]
+                for i, _ in enumerate(cols):
+                    vals = [num(r[f"v{i + 1}"]) for r in rs]
+                    vals = [v for v in vals if v is not None]
+                    if vals:
+                        cells.append(fmt_num(statistics.median(vals)))
+                    else:
+                        cells.append(", ".join(sorted({r[f"v{i + 1}"] for r in rs})) or "—")
+            line = f"| {t} | " + " | ".join(cells)
+            if len(kinds) == 2:
+                by_round = {}
+                for r in prs:
+                    if r["test"] == t and num(r["v1"]):
+                        by_round.setdefault(r["round"], {})[r["kind"]] = num(r["v1"])
+                ratios = [v["tandem"] / v["redis"] for v in by_round.values()
+                          if "tandem" in v and "redis" in v]
+                line += f' | {statistics.median(ratios):.2f}' if ratios else " | —"
+            print(line + " |")
+
+
 def pct(x):
     if x == "" or x is None:
         return "—"
@@ -322,6 +397,8 @@ def main(argv):
         drill_merge(argv[2], argv[3], argv[4], argv[5:])
     elif cmd == "drill-table":
         drill_table(argv[2])
+    elif cmd == "repl-table":
+        repl_table(argv[2])
     elif cmd == "quantiles":
         vals = [float(x) for x in sys.stdin.read().split()]
         print(" ".join(str(quantile(vals, float(q))) for q in argv[2:]))
