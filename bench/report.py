@@ -361,7 +361,7 @@ def repl_table(path):
                     if vals:
                         cells.append(fmt_num(statistics.median(vals)))
                     else:
-                        cells.append(", ".join(sorted({r[f"v{i + 1}"] for r in rs})) or "—")
+                        cells.append(", ".join(sorted({r[f"v{i + 1}"] for r in rs} - {""})) or "—")
             line = f"| {t} | " + " | ".join(cells)
             if len(kinds) == 2:
                 by_round = {}
