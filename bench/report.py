@@ -301,13 +301,14 @@ def drill_table(path):
 
 
 REPL_PARTS = {
-    "async": ("Async writes, replica attached (redis-benchmark, ops/s)", ["ops/s"]),
+    # part: (title, column names, index of the column the tandem/redis ratio is taken on)
+    "async": ("Async writes, replica attached (redis-benchmark, ops/s)", ["ops/s"], 0),
     "sync": ("Synchronous writes (Redis SET + WAIT 1 0; tandem SET with --sync-replicas 1)",
-             ["writes/s", "p50 µs", "p99 µs", "errors"]),
+             ["writes/s", "p50 µs", "p99 µs", "errors"], 0),
     "lag": ("Replication lag under load (ms from the primary's ack to the replica showing it)",
-            ["p50 ms", "p99 ms", "max ms", "samples"]),
+            ["p50 ms", "p99 ms", "max ms", "samples"], 1),
     "resync": ("Full resync of an empty replica (s from REPLICAOF)",
-               ["link up s", "all keys s", "check"]),
+               ["link up s", "all keys s", "check"], 1),
 }
 
 
@@ -337,7 +338,7 @@ def repl_table(path):
     for r in rows:
         print(f'| {r["part"]} | {r["test"]} | {r["kind"]} | {r["round"]} | {r["v1"]} | {r["v2"]} | '
               f'{r["v3"]} | {r["v4"]} |')
-    for part, (title, cols) in REPL_PARTS.items():
+    for part, (title, cols, rcol) in REPL_PARTS.items():
         prs = [r for r in rows if r["part"] == part]
         if not prs:
             continue
@@ -348,7 +349,7 @@ def repl_table(path):
         print(f"\n{title}, medians over rounds:\n")
         head = "| test | " + " | ".join(f"{k} {c}" for k in kinds for c in cols)
         if len(kinds) == 2:
-            head += " | tandem/redis (paired, first column)"
+            head += f" | tandem/redis {cols[rcol]} (paired)"
         print(head + " |")
         print("|---" * (1 + len(kinds) * len(cols) + (len(kinds) == 2)) + "|")
         for t in tests:
@@ -366,8 +367,8 @@ def repl_table(path):
             if len(kinds) == 2:
                 by_round = {}
                 for r in prs:
-                    if r["test"] == t and num(r["v1"]):
-                        by_round.setdefault(r["round"], {})[r["kind"]] = num(r["v1"])
+                    if r["test"] == t and num(r[f"v{rcol + 1}"]):
+                        by_round.setdefault(r["round"], {})[r["kind"]] = num(r[f"v{rcol + 1}"])
                 ratios = [v["tandem"] / v["redis"] for v in by_round.values()
                           if "tandem" in v and "redis" in v]
                 line += f' | {statistics.median(ratios):.2f}' if ratios else " | —"
