@@ -33,7 +33,8 @@ usage() {
     cat <<EOF
 usage: bench/failover.sh [--runs 10] [--rows redis,redis-wait,tandem-builtin,tandem-etcd]
                          [--threads 8] [--kill-at 2] [--after 2] [--down-after 1000]
-                         [--failover-timeout 5000] [--wait-timeout 1000] [--out FILE] [--keep]
+                         [--failover-timeout 5000] [--wait-timeout 1000] [--lease-ttl 1s]
+                         [--out FILE] [--keep]
 
   --runs N             runs per row (default 10); each Redis run takes ~12 s
   --rows LIST          rows to run (default all four; tandem rows need tandem db --coordinator)
@@ -43,6 +44,7 @@ usage: bench/failover.sh [--runs 10] [--rows redis,redis-wait,tandem-builtin,tan
   --down-after MS      Sentinel down-after-milliseconds (default 1000; Redis ships 30000)
   --failover-timeout MS  Sentinel failover-timeout (default 5000)
   --wait-timeout MS    redis-wait row: WAIT 1 MS after each write (default 1000)
+  --lease-ttl DUR      tandem rows: tandem db --lease-ttl (default 1s; etcd rounds up to whole seconds)
   --out FILE           also write the report to FILE
   --keep               keep the temp dir (configs, logs, per-run JSON)
 REDIS_SERVER=path and TANDEM=path override the binaries.
@@ -50,7 +52,7 @@ EOF
 }
 
 runs=10 rows=redis,redis-wait,tandem-builtin,tandem-etcd threads=8 kill_at=2 after=2
-down_after=1000 failover_timeout=5000 wait_timeout=1000 out=""
+down_after=1000 failover_timeout=5000 wait_timeout=1000 lease_ttl=1s out=""
 while (($#)); do
     case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -61,6 +63,7 @@ while (($#)); do
     --down-after) down_after=$2; shift 2 ;;
     --failover-timeout) failover_timeout=$2; shift 2 ;;
     --wait-timeout) wait_timeout=$2; shift 2 ;;
+    --lease-ttl) lease_ttl=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) BENCH_KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -182,15 +185,16 @@ run_drill() {
 print("kill->first ack %s ms, failed %s, acked %s, lost %s" % (j["kill_to_first_ack_ms"], j["failed_requests"], j["acked"], j["lost_writes"]))')"
 }
 
-# --- tandem (the lead completes this part) ---------------------------------------------------------
+# --- tandem --------------------------------------------------------------------------------------
 #
 # The drill needs from tandem: `tandem db` nodes that answer ROLE (master/slave) and INCR, one
 # address that always leads to the current primary (`tandem lb --protocol tcp --check resp-role`),
-# and the node PIDs (the drill kills the node answering ROLE master). Expected flags (DESIGN.md,
-# issues 4 and 5); adjust here if they end up different:
+# and the node PIDs (the drill kills the node answering ROLE master). Two nodes with
+# --sync-replicas 1 and --lease-ttl (--lease-ttl option here, default 1s), a `tandem arbiter` or
+# a single-node etcd, and the balancer:
 #   tandem arbiter --listen 127.0.0.1:PA --dir DIR
-#   tandem db --listen 127.0.0.1:PN --dir DIR --sync-replicas 1 \
-#             --coordinator builtin://127.0.0.1:PA|etcd://127.0.0.1:PE --cluster bench --name dbN
+#   tandem db --listen 127.0.0.1:PN --dir DIR --sync-replicas 1 --lease-ttl TTL \
+#             --coordinator builtin://127.0.0.1:PA|etcd://127.0.0.1:PE --cluster bench
 #   tandem lb --listen 127.0.0.1:PL --protocol tcp --mode active-passive \
 #             --server db1=127.0.0.1:P1 --server db2=127.0.0.1:P2 --check resp-role \
 #             --inter 100ms --fall 2 --rise 1
@@ -200,7 +204,7 @@ tandem_available() {
 
 # tandem_run BACKEND RUN -- BACKEND builtin|etcd. One drill; appends a JSON line to $raw.
 tandem_run() {
-    local backend=$1 run=$2 ports coord deadline
+    local backend=$1 run=$2 ports coord deadline p
     RUN_DIR=$BENCH_TMP/tandem-$backend-$run
     BENCH_LOGDIR=$RUN_DIR
     mkdir -p "$RUN_DIR"
@@ -211,7 +215,6 @@ tandem_run() {
         coord=builtin://127.0.0.1:${ports[0]}
     else
         bench_need_tools etcd
-        # TODO(lead): etcd timers; ANCHORS.md: TTL 1 is raised to 2 with the default timers.
         bench_start coord "$(bench_tool etcd)" --name bench --data-dir "$RUN_DIR/etcd" \
             --listen-client-urls "http://127.0.0.1:${ports[0]}" \
             --advertise-client-urls "http://127.0.0.1:${ports[0]}" \
@@ -222,23 +225,24 @@ tandem_run() {
             bench_die "etcd did not become healthy"
         coord=etcd://127.0.0.1:${ports[0]}
     fi
-    # TODO(lead): priorities/flags so db1 starts as primary deterministically (or not needed:
-    # the drill kills whichever node answers ROLE master).
+    # The nodes find each other through the coordinator (no --replicaof, names default to the
+    # listen address); the drill kills whichever node answers ROLE master.
     local i
     for i in 1 2; do
         bench_start "db$i" "$TANDEM" db --listen "127.0.0.1:${ports[i + 1]}" --dir "$RUN_DIR/db$i" \
-            --sync-replicas 1 --coordinator "$coord" --cluster bench --name "db$i"
+            --sync-replicas 1 --coordinator "$coord" --cluster bench --lease-ttl "$lease_ttl"
         bench_wait_redis "${ports[i + 1]}" 10 "db$i" || bench_die "tandem db$i did not start"
     done
     bench_start lb "$TANDEM" lb --listen "127.0.0.1:${ports[4]}" --protocol tcp \
         --mode active-passive --server "db1=127.0.0.1:${ports[2]}" --server "db2=127.0.0.1:${ports[3]}" \
         --check resp-role --inter 100ms --fall 2 --rise 1
-    # Ready: one node is master, the other a replica whose link is up, and the lb reaches the
-    # master (TODO(lead): also wait until the replica is in the recorded in-sync set, if INFO shows it).
+    # Ready: the balancer reaches a master, and that master has its replica connected and in
+    # its sync set (INFO replication: tandem_sync_state ok), as tests/integration/test_failover.py
+    # waits for.
     deadline=$(($(date +%s) + 30))
     until redis-cli -p "${ports[4]}" ROLE 2>/dev/null | head -1 | grep -qx master &&
-        { bench_redis_info "${ports[2]}" replication; bench_redis_info "${ports[3]}" replication; } |
-        grep -q 'master_link_status:up'; do
+        for p in "${ports[2]}" "${ports[3]}"; do bench_redis_info "$p" replication; done |
+        grep -q 'tandem_sync_state:ok'; do
         (($(date +%s) < deadline)) || bench_die "tandem-$backend run $run: cluster not ready within 30 s (logs: $RUN_DIR)"
         sleep 0.1
     done
@@ -269,7 +273,8 @@ done
     echo "## bench/failover.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
     echo "Command: \`bench/failover.sh --runs $runs --rows $rows --threads $threads --kill-at $kill_at" \
-        "--after $after --down-after $down_after --failover-timeout $failover_timeout --wait-timeout $wait_timeout\`"
+        "--after $after --down-after $down_after --failover-timeout $failover_timeout --wait-timeout $wait_timeout" \
+        "--lease-ttl $lease_ttl\`"
     echo "uptime at start: \`${uptime_start# }\`; load average at end: $(cut -d' ' -f1-3 /proc/loadavg) (at start $loadavg_start)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$REDIS" --version | cut -d' ' -f1-3); redis-py $("$PY" -c 'import redis; print(redis.__version__)')"
     echo "tandem: $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) ($TANDEM)"
