@@ -281,6 +281,9 @@ done
     echo
     "$PY" "$BENCH_DIR/report.py" drill-table "$raw"
     for r in "${row_list[@]}"; do
-        [[ $r == tandem-* ]] && ((tandem_ok == 0)) && echo && echo "$r — tandem: not available in this build"
+        if [[ $r == tandem-* ]] && ((tandem_ok == 0)); then
+            echo
+            echo "$r — tandem: not available in this build"
+        fi
     done
 } | if [[ -n $out ]]; then tee "$out"; else cat; fi
