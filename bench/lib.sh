@@ -58,7 +58,8 @@ bench_stop() {
     local name=$1 pid=${BENCH_PIDS[$1]:-} kids i
     [[ -n $pid ]] || return 0
     unset "BENCH_PIDS[$name]"
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    # (braces: a process killed elsewhere, e.g. by a drill, reaped without a "Killed" notice)
+    kill -0 "$pid" 2>/dev/null || { { wait "$pid"; } 2>/dev/null || true; return 0; }
     kids=$(bench_children "$pid")
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
@@ -181,4 +182,37 @@ http {
 }
 EOF
     echo "$(bench_tool nginx) -p $dir/ -e $dir/logs/error.log -c $dir/nginx.conf"
+}
+
+# bench_wait_redis PORT [TIMEOUT_S] [NAME] -- poll until a RESP server on 127.0.0.1:PORT answers
+# PING (any reply, even an error such as -LOADING or -NOAUTH, means it listens). Fails after
+# TIMEOUT_S (default 10), or at once when the process recorded as NAME has exited.
+bench_wait_redis() {
+    local port=$1 timeout=${2:-10} name=${3:-} deadline
+    deadline=$(($(date +%s%N) + timeout * 1000000000))
+    while (($(date +%s%N) < deadline)); do
+        if [[ -n $name ]] && ! kill -0 "${BENCH_PIDS[$name]:-0}" 2>/dev/null; then
+            bench_alive "$name" || true
+            return 1
+        fi
+        [[ -n $(redis-cli -p "$port" PING 2>/dev/null) ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# bench_redis_info PORT [SECTION] -- INFO output without carriage returns (empty on error).
+bench_redis_info() {
+    redis-cli -p "$1" INFO ${2:+"$2"} 2>/dev/null | tr -d '\r' || true
+}
+
+# bench_redis_field PORT SECTION FIELD -- one INFO field's value (empty when absent).
+bench_redis_field() {
+    bench_redis_info "$1" "$2" | sed -n "s/^$3://p" | head -n 1
+}
+
+# bench_median -- median of the numbers on stdin, one per line (0 for none).
+bench_median() {
+    sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2];
+                   else print (a[NR/2]+a[NR/2+1])/2}'
 }

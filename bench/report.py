@@ -7,6 +7,11 @@ Used by bench/lb.sh and bench/lb-failover.sh (run with /usr/bin/python3, standar
   report.py lb-table RAW.tsv      lb.sh raw rows -> raw-runs table + summary table (medians)
   report.py load-row FILE FAULT_MS DURATION_MS  one `tandem load --json` object -> one TSV fragment
   report.py failover-table RAW.tsv  lb-failover.sh raw rows -> raw-runs table + summary table
+  report.py drill-merge JSON ROW RUN [SENTINEL_LOG...]  one failover_drill.py result + the
+                                  Sentinel event times after the kill -> one JSON line (failover.sh)
+  report.py drill-table RAW.jsonl failover.sh raw rows -> raw-runs table + p50/p99 summary
+  report.py repl-table RAW.tsv    repl.sh raw rows -> raw-runs table + medians and paired ratios
+  report.py quantiles P... < NUMBERS  nearest-rank quantiles of the numbers on stdin
 
 Medians: the middle value of the runs (mean of the middle two for an even count). Ratios in the
 lb table are the median of per-round ratios: both runs of a pair ran back to back in one round,
@@ -192,6 +197,184 @@ def failover_table(path):
               f"{pct(statistics.median(ae)) if ae else '—'} | {fmt_int(req)} | {note} |")
 
 
+SENTINEL_EVENTS = ("+sdown master", "+odown", "+try-failover", "+elected-leader",
+                   "+selected-slave", "+promoted-slave", "+switch-master")
+
+
+def sentinel_events(kill_wall, logs):
+    """Earliest time (ms after the kill, over all Sentinels) of each failover step in the
+    Sentinels' logs. Redis log lines start `PID:X 26 Nov 2026 22:54:19.123 # +sdown ...` in the
+    local time zone, so they compare with time.time() taken at the kill."""
+    import datetime
+    out = {}
+    pat = re.compile(r"^\d+:X (\d+ \w+ \d+ \d+:\d+:\d+\.\d+) . (.*)$")
+    for path in logs:
+        try:
+            lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = pat.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%d %b %Y %H:%M:%S.%f").timestamp()
+            if t < kill_wall - 0.5:
+                continue
+            for ev in SENTINEL_EVENTS:
+                if m.group(2).startswith(ev):
+                    ms = round((t - kill_wall) * 1000)
+                    key = ev.split()[0].lstrip("+")
+                    if key not in out or ms < out[key]:
+                        out[key] = ms
+    return out
+
+
+def drill_merge(path, row, run, logs):
+    j = json.loads(open(path, encoding="utf-8").read())
+    j["row"] = row
+    j["run"] = int(run)
+    if logs:
+        j["sentinel_ms"] = sentinel_events(j["kill_wall"], logs)
+    print(json.dumps(j, sort_keys=True))
+
+
+def quantile(vals, q):
+    """Nearest-rank quantile: the smallest value with at least q of the values at or below it
+    (with 10 runs, p50 is the 5th smallest and p99 the largest)."""
+    v = sorted(vals)
+    if not v:
+        return None
+    import math
+    return v[max(0, math.ceil(q * len(v)) - 1)]
+
+
+DRILL_NAMES = {
+    "redis": "Redis 7 + 3 Sentinels, 1 replica, async",
+    "redis-wait": "Redis 7 + 3 Sentinels, 2 replicas, min-replicas-to-write 1 + WAIT 1",
+    "tandem-builtin": "tandem db --sync-replicas 1, builtin arbiter, via tandem lb",
+    "tandem-etcd": "tandem db --sync-replicas 1, etcd, via tandem lb",
+}
+
+
+def fmt_ms(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def drill_table(path):
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    names = []
+    for r in rows:
+        if r["row"] not in names:
+            names.append(r["row"])
+    print("Raw runs (ms after the kill; Sentinel columns: earliest log line of that step over the"
+          " three Sentinels):\n")
+    print("| row | run | kill→first ack | all threads back | failed req | refused connects | acked |"
+          " lost | sdown | odown | elected | promoted | switch-master | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        se = r.get("sentinel_ms") or {}
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items()))
+        print(f'| {r["row"]} | {r["run"]} | {fmt_ms(r["kill_to_first_ack_ms"])} | '
+              f'{fmt_ms(r["all_threads_back_ms"])} | {r["failed_requests"]} | '
+              f'{r["refused_connects"]} | {r["acked"]:,} | {r["lost_writes"]} | '
+              f'{fmt_ms(se.get("sdown"))} | {fmt_ms(se.get("odown"))} | '
+              f'{fmt_ms(se.get("elected-leader"))} | {fmt_ms(se.get("promoted-slave"))} | '
+              f'{fmt_ms(se.get("switch-master"))} | {errs} |')
+    print("\nSummary (nearest-rank p50/p99 over the runs; with 10 runs p99 is the worst run):\n")
+    print("| row | runs | kill→first ack p50 / p99 ms | all threads back p50 / p99 ms |"
+          " failed requests p50 / p99 | acked writes lost p50 / p99 (total) | runs with loss |"
+          " writes/s before the kill (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in names:
+        rs = [r for r in rows if r["row"] == n]
+        fa = [r["kill_to_first_ack_ms"] for r in rs if r["kill_to_first_ack_ms"] is not None]
+        ab = [r["all_threads_back_ms"] for r in rs if r["all_threads_back_ms"] is not None]
+        fr = [r["failed_requests"] for r in rs]
+        lo = [r["lost_writes"] for r in rs if r["lost_writes"] is not None]
+        never = len(rs) - len(fa)
+        note = f" ({never} runs never resumed)" if never else ""
+        print(f"| {DRILL_NAMES.get(n, n)} | {len(rs)} | {fmt_ms(quantile(fa, .5))} / "
+              f"{fmt_ms(quantile(fa, .99))}{note} | {fmt_ms(quantile(ab, .5))} / {fmt_ms(quantile(ab, .99))} | "
+              f"{quantile(fr, .5)} / {quantile(fr, .99)} | {quantile(lo, .5)} / {quantile(lo, .99)} "
+              f"({sum(lo)}) | {sum(1 for x in lo if x)} | "
+              f"{statistics.median(r['writes_per_s_before'] for r in rs):,.0f} |")
+
+
+REPL_PARTS = {
+    # part: (title, column names, index of the column the tandem/redis ratio is taken on)
+    "async": ("Async writes, replica attached (redis-benchmark, ops/s)", ["ops/s"], 0),
+    "sync": ("Synchronous writes (Redis SET + WAIT 1 0; tandem SET with --sync-replicas 1)",
+             ["writes/s", "p50 µs", "p99 µs", "errors"], 0),
+    "lag": ("Replication lag under load (ms from the primary's ack to the replica showing it)",
+            ["p50 ms", "p99 ms", "max ms", "samples"], 1),
+    "resync": ("Full resync of an empty replica (s from REPLICAOF)",
+               ["link up s", "all keys s", "check"], 1),
+}
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt_num(x):
+    if x is None:
+        return "—"
+    if abs(x) >= 1000 or x == int(x):
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}" if x else "0"
+
+
+def repl_table(path):
+    rows = read_tsv(path)
+    kinds = [k for k in ("redis", "tandem") if any(r["kind"] == k for r in rows)]
+    print("Raw runs:\n")
+    print("| part | test | kind | round | v1 | v2 | v3 | v4 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f'| {r["part"]} | {r["test"]} | {r["kind"]} | {r["round"]} | {r["v1"]} | {r["v2"]} | '
+              f'{r["v3"]} | {r["v4"]} |')
+    for part, (title, cols, rcol) in REPL_PARTS.items():
+        prs = [r for r in rows if r["part"] == part]
+        if not prs:
+            continue
+        tests = []
+        for r in prs:
+            if r["test"] not in tests:
+                tests.append(r["test"])
+        print(f"\n{title}, medians over rounds:\n")
+        head = "| test | " + " | ".join(f"{k} {c}" for k in kinds for c in cols)
+        if len(kinds) == 2:
+            head += f" | tandem/redis {cols[rcol]} (paired)"
+        print(head + " |")
+        print("|---" * (1 + len(kinds) * len(cols) + (len(kinds) == 2)) + "|")
+        for t in tests:
+            cells = []
+            for k in kinds:
+                rs = [r for r in prs if r["test"] == t and r["kind"] == k]
+                for i, _ in enumerate(cols):
+                    vals = [num(r[f"v{i + 1}"]) for r in rs]
+                    vals = [v for v in vals if v is not None]
+                    if vals:
+                        cells.append(fmt_num(statistics.median(vals)))
+                    else:
+                        cells.append(", ".join(sorted({r[f"v{i + 1}"] for r in rs} - {""})) or "—")
+            line = f"| {t} | " + " | ".join(cells)
+            if len(kinds) == 2:
+                by_round = {}
+                for r in prs:
+                    if r["test"] == t and num(r[f"v{rcol + 1}"]):
+                        by_round.setdefault(r["round"], {})[r["kind"]] = num(r[f"v{rcol + 1}"])
+                ratios = [v["tandem"] / v["redis"] for v in by_round.values()
+                          if "tandem" in v and "redis" in v]
+                line += f' | {statistics.median(ratios):.2f}' if ratios else " | —"
+            print(line + " |")
+
+
 def pct(x):
     if x == "" or x is None:
         return "—"
@@ -211,6 +394,15 @@ def main(argv):
         load_row(argv[2], argv[3], argv[4])
     elif cmd == "failover-table":
         failover_table(argv[2])
+    elif cmd == "drill-merge":
+        drill_merge(argv[2], argv[3], argv[4], argv[5:])
+    elif cmd == "drill-table":
+        drill_table(argv[2])
+    elif cmd == "repl-table":
+        repl_table(argv[2])
+    elif cmd == "quantiles":
+        vals = [float(x) for x in sys.stdin.read().split()]
+        print(" ".join(str(quantile(vals, float(q))) for q in argv[2:]))
     else:
         raise SystemExit(__doc__)
 
