@@ -34,6 +34,7 @@ usage() {
 usage: bench/failover.sh [--runs 10] [--rows redis,redis-wait,tandem-builtin,tandem-etcd]
                          [--threads 8] [--kill-at 2] [--after 2] [--down-after 1000]
                          [--failover-timeout 5000] [--wait-timeout 1000] [--lease-ttl 1s]
+                         [--etcd-lease-ttl 2s] [--lb-inter 100ms]
                          [--out FILE] [--keep]
 
   --runs N             runs per row (default 10); each Redis run takes ~12 s
@@ -44,7 +45,10 @@ usage: bench/failover.sh [--runs 10] [--rows redis,redis-wait,tandem-builtin,tan
   --down-after MS      Sentinel down-after-milliseconds (default 1000; Redis ships 30000)
   --failover-timeout MS  Sentinel failover-timeout (default 5000)
   --wait-timeout MS    redis-wait row: WAIT 1 MS after each write (default 1000)
-  --lease-ttl DUR      tandem rows: tandem db --lease-ttl (default 1s; etcd rounds up to whole seconds)
+  --lease-ttl DUR      tandem-builtin: tandem db --lease-ttl (default 1s)
+  --etcd-lease-ttl DUR tandem-etcd: tandem db --lease-ttl (default 2s: etcd's leases are whole
+                       seconds and its minimum TTL here is 2 s)
+  --lb-inter DUR       tandem rows: the store pool's role check interval (default 100ms)
   --out FILE           also write the report to FILE
   --keep               keep the temp dir (configs, logs, per-run JSON)
 REDIS_SERVER=path and TANDEM=path override the binaries.
@@ -52,7 +56,7 @@ EOF
 }
 
 runs=10 rows=redis,redis-wait,tandem-builtin,tandem-etcd threads=8 kill_at=2 after=2
-down_after=1000 failover_timeout=5000 wait_timeout=1000 lease_ttl=1s out=""
+down_after=1000 failover_timeout=5000 wait_timeout=1000 lease_ttl=1s etcd_lease_ttl=2s lb_inter=100ms out=""
 while (($#)); do
     case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -64,6 +68,8 @@ while (($#)); do
     --failover-timeout) failover_timeout=$2; shift 2 ;;
     --wait-timeout) wait_timeout=$2; shift 2 ;;
     --lease-ttl) lease_ttl=$2; shift 2 ;;
+    --etcd-lease-ttl) etcd_lease_ttl=$2; shift 2 ;;
+    --lb-inter) lb_inter=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) BENCH_KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -204,7 +210,8 @@ tandem_available() {
 
 # tandem_run BACKEND RUN -- BACKEND builtin|etcd. One drill; appends a JSON line to $raw.
 tandem_run() {
-    local backend=$1 run=$2 ports coord deadline p
+    local backend=$1 run=$2 ports coord deadline p ttl=$lease_ttl
+    [[ $backend == etcd ]] && ttl=$etcd_lease_ttl
     RUN_DIR=$BENCH_TMP/tandem-$backend-$run
     BENCH_LOGDIR=$RUN_DIR
     mkdir -p "$RUN_DIR"
@@ -230,12 +237,12 @@ tandem_run() {
     local i
     for i in 1 2; do
         bench_start "db$i" "$TANDEM" db --listen "127.0.0.1:${ports[i + 1]}" --dir "$RUN_DIR/db$i" \
-            --sync-replicas 1 --coordinator "$coord" --cluster bench --lease-ttl "$lease_ttl"
+            --sync-replicas 1 --coordinator "$coord" --cluster bench --lease-ttl "$ttl"
         bench_wait_redis "${ports[i + 1]}" 10 "db$i" || bench_die "tandem db$i did not start"
     done
     bench_start lb "$TANDEM" lb --listen "127.0.0.1:${ports[4]}" --protocol tcp \
         --mode active-passive --server "db1=127.0.0.1:${ports[2]}" --server "db2=127.0.0.1:${ports[3]}" \
-        --check resp-role --inter 100ms --fall 2 --rise 1
+        --check resp-role --inter "$lb_inter" --fall 2 --rise 1
     # Ready: the balancer reaches a master, and that master has its replica connected and in
     # its sync set (INFO replication: tandem_sync_state ok), as tests/integration/test_failover.py
     # waits for.
@@ -274,7 +281,7 @@ done
     echo
     echo "Command: \`bench/failover.sh --runs $runs --rows $rows --threads $threads --kill-at $kill_at" \
         "--after $after --down-after $down_after --failover-timeout $failover_timeout --wait-timeout $wait_timeout" \
-        "--lease-ttl $lease_ttl\`"
+        "--lease-ttl $lease_ttl --etcd-lease-ttl $etcd_lease_ttl --lb-inter $lb_inter\`"
     echo "uptime at start: \`${uptime_start# }\`; load average at end: $(cut -d' ' -f1-3 /proc/loadavg) (at start $loadavg_start)"
     echo "Machine: $(nproc) cores, $(uname -r); $("$REDIS" --version | cut -d' ' -f1-3); redis-py $("$PY" -c 'import redis; print(redis.__version__)')"
     echo "tandem: $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo unknown) ($TANDEM)"
