@@ -168,8 +168,11 @@ def test_stall_detection_never_removes_the_last_server(procs):
     """With one server left, a stall (here: a hung backup after the primary died) must not take
     it out: requests wait for it or for timeout-server, they are not refused with 503."""
     a, b = start_app(procs, "a"), start_app(procs, "b")
+    # A check of the hung b must not end (and fail) during the fault either: this test is about
+    # stall detection alone, and on a loaded machine the fault can last longer than fall checks.
     lb = start_lb(procs, [("a", a.port), ("b", b.port)], "--mode", "active-passive",
-                  "--stall-timeout", "50ms", "--timeout-server", "5s", *lb_args())
+                  "--stall-timeout", "50ms", "--timeout-server", "5s", *lb_args(),
+                  "--timeout-check", "10s")
     a.kill9()
     wait_for(lambda: status(lb)["pools"][0]["active"] == "b", 5, what="b active")
     b.signal(signal.SIGSTOP)
