@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "base/buf.h"
 #include "base/cfg.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -138,6 +139,13 @@ int cmd_up_main(int argc, char **argv)
         uv_timer_start(&wake, on_wake, 50, 0);
         uv_run(&loop, UV_RUN_ONCE);
     }
+    struct buf bad;
+    buf_init(&bad);
+    if (up_bad_exits(u, &bad) > 0) {
+        printf("not every process stopped cleanly:\n%.*s", (int)bad.len, bad.p);
+        rc = 1;
+    }
+    buf_free(&bad);
     up_release(u);
     while (!up_is_released(u))
         uv_run(&loop, UV_RUN_ONCE);

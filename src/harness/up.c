@@ -34,6 +34,7 @@ struct proc {
     bool spawned;
     bool reported;          /* its exit was reported */
     bool killed;            /* the caller killed it on purpose */
+    bool stopped_by_us;     /* up_stop sent it SIGTERM */
 };
 
 #define MAX_PROCS (2 + UP_MAX_DB + UP_MAX_APP)
@@ -518,10 +519,29 @@ void up_stop(struct up *u, uint64_t grace_ms)
         return;
     uv_signal_stop(&u->usr1);
     /* the clients of the store first, so the db nodes see no traffic while they hand over */
-    for (size_t i = u->nprocs; i-- > 0;)
-        if (u->procs[i]->c.running)
+    for (size_t i = u->nprocs; i-- > 0;) {
+        if (u->procs[i]->c.running) {
+            u->procs[i]->stopped_by_us = true;
             child_kill(&u->procs[i]->c, SIGTERM);
+        }
+    }
     uv_timer_start(&u->kill_timer, on_kill_timer, grace_ms, 0);
+}
+
+unsigned up_bad_exits(const struct up *u, struct buf *out)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < u->nprocs; i++) {
+        const struct proc *p = u->procs[i];
+        if (!p->spawned || p->c.running || !p->stopped_by_us)
+            continue;
+        if (p->c.exit_status == 0 && p->c.term_signal == 0)
+            continue;
+        n++;
+        buf_printf(out, "%s (pid %d) exited with status %lld, signal %d, after SIGTERM\n", p->name,
+                   child_pid(&p->c), (long long)p->c.exit_status, p->c.term_signal);
+    }
+    return n;
 }
 
 bool up_is_stopped(const struct up *u)

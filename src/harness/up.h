@@ -73,6 +73,9 @@ bool up_any_alive(const struct up *u);
 
 /* Stops every process: SIGTERM, SIGKILL for those still running after grace_ms. */
 void up_stop(struct up *u, uint64_t grace_ms);
+/* Lists (appends to out) the processes that up_stop stopped and that did not exit cleanly
+ * (status 0) after SIGTERM: a sanitizer report, a crash at shutdown. Returns how many. */
+unsigned up_bad_exits(const struct up *u, struct buf *out);
 /* True once every child has exited. */
 bool up_is_stopped(const struct up *u);
 /* Closes every handle (call after up_is_stopped). */
