@@ -274,7 +274,7 @@ static void on_usr1(uv_signal_t *s, int signum)
     unsigned live = live_db(u);
     unsigned n = up_provision_count(live, (unsigned)u->cfg.ndb, u->cfg.min_replicas,
                                     u->cfg.max_db);
-    log_notice("up", "provision request", "live=%u total=%zu min_replicas=%llu start=%u", live,
+    log_info("up", "provision request", "live=%u total=%zu min_replicas=%llu start=%u", live,
                u->cfg.ndb, (unsigned long long)u->cfg.min_replicas, n);
     if (n == 0) {
         if (live < 1 + u->cfg.min_replicas)
