@@ -62,8 +62,9 @@ int cmd_status_main(int argc, char **argv)
         goto out;
     }
     if (cfg.admin.port == 0) {
-        fprintf(stderr, "tandem status: %s gives no fixed [admin] port (it is picked at each "
-                        "start): use --admin with the port tandem up printed\n",
+        fprintf(stderr,
+                "tandem status: %s gives no fixed [admin] port (it is picked at each "
+                "start): use --admin with the port tandem up printed\n",
                 pos[0] ? pos[0] : "--admin");
         goto out;
     }
@@ -71,8 +72,7 @@ int cmd_status_main(int argc, char **argv)
     buf_init(&b);
     rc = 1;
     if (upstatus_report(cfg.admin.port, &b, err, sizeof(err)) == 0) {
-        printf("tandem status: admin http://127.0.0.1:%u\n%.*s", cfg.admin.port, (int)b.len,
-               b.p);
+        printf("tandem status: admin http://127.0.0.1:%u\n%.*s", cfg.admin.port, (int)b.len, b.p);
         rc = 0;
     } else {
         fprintf(stderr, "tandem status: %s\n", err);

@@ -1261,6 +1261,7 @@ static void stop_everything(struct demo *d)
     for (unsigned i = 0; i < d->nkids; i++)
         free(d->kids[i]);
     d->nkids = 0;
+    d->lb = d->app[0] = d->app[1] = NULL;
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)

@@ -28,13 +28,13 @@ struct proc {
     struct child c;
     struct up *u;
     enum kind kind;
-    size_t idx;             /* K_DB / K_APP: index in the config */
+    size_t idx; /* K_DB / K_APP: index in the config */
     char name[UP_NAME_MAX];
     unsigned port;
     bool spawned;
-    bool reported;          /* its exit was reported */
-    bool killed;            /* the caller killed it on purpose */
-    bool stopped_by_us;     /* up_stop sent it SIGTERM */
+    bool reported;      /* its exit was reported */
+    bool killed;        /* the caller killed it on purpose */
+    bool stopped_by_us; /* up_stop sent it SIGTERM */
 };
 
 #define MAX_PROCS (2 + UP_MAX_DB + UP_MAX_APP)
@@ -185,8 +185,8 @@ static void on_child_line(struct child *c, struct slice line, void *ud)
 
 /* Starts one process; argv[0] is filled with the binary. Returns it, or NULL after saying
  * why. */
-static struct proc *spawn(struct up *u, enum kind kind, size_t idx, const char *name,
-                          unsigned port, char **argv)
+static struct proc *spawn(struct up *u, enum kind kind, size_t idx, const char *name, unsigned port,
+                          char **argv)
 {
     if (u->nprocs >= MAX_PROCS) {
         say(u, "up: too many processes\n");
@@ -215,8 +215,7 @@ static struct proc *spawn(struct up *u, enum kind kind, size_t idx, const char *
 static struct proc *start_db(struct up *u, size_t i)
 {
     const struct up_config *c = &u->cfg;
-    char listen[32], dir[PATH_MAX + 32], coord[64], ttl[32], sync[16], minr[16], after[32],
-        cmd[64];
+    char listen[32], dir[PATH_MAX + 32], coord[64], ttl[32], sync[16], minr[16], after[32], cmd[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", c->db[i].port);
     snprintf(dir, sizeof(dir), "%s/%s", u->dir, c->db[i].name);
     snprintf(coord, sizeof(coord), "builtin://127.0.0.1:%u", c->arbiter.port);
@@ -225,12 +224,30 @@ static struct proc *start_db(struct up *u, size_t i)
     snprintf(minr, sizeof(minr), "%llu", (unsigned long long)c->min_replicas);
     snprintf(after, sizeof(after), "%llums", (unsigned long long)c->provision_after_ms);
     snprintf(cmd, sizeof(cmd), "kill -USR1 %d", (int)getpid());
-    char *argv[] = {NULL,          "db",      "--listen",          listen,
-                    "--dir",       dir,       "--name",            (char *)c->db[i].name,
-                    "--coordinator", coord,   "--cluster",         c->cluster,
-                    "--lease-ttl", ttl,       "--sync-replicas",   sync,
-                    "--min-replicas", minr,   "--provision-after", after,
-                    "--provision-cmd", cmd,   "--fsync",           c->fsync,
+    char *argv[] = {NULL,
+                    "db",
+                    "--listen",
+                    listen,
+                    "--dir",
+                    dir,
+                    "--name",
+                    (char *)c->db[i].name,
+                    "--coordinator",
+                    coord,
+                    "--cluster",
+                    c->cluster,
+                    "--lease-ttl",
+                    ttl,
+                    "--sync-replicas",
+                    sync,
+                    "--min-replicas",
+                    minr,
+                    "--provision-after",
+                    after,
+                    "--provision-cmd",
+                    cmd,
+                    "--fsync",
+                    c->fsync,
                     NULL};
     struct proc *p = spawn(u, K_DB, i, c->db[i].name, c->db[i].port, argv);
     u->db[i] = p;
@@ -243,7 +260,7 @@ static struct proc *start_app(struct up *u, size_t i)
     char listen[32], store[32];
     snprintf(listen, sizeof(listen), "127.0.0.1:%u", c->app[i].port);
     snprintf(store, sizeof(store), "127.0.0.1:%u", c->store.port);
-    char *argv[] = {NULL,     "app",  "--listen", listen, "--name", (char *)c->app[i].name,
+    char *argv[] = {NULL,      "app", "--listen", listen, "--name", (char *)c->app[i].name,
                     "--store", store, NULL};
     return spawn(u, K_APP, i, c->app[i].name, c->app[i].port, argv);
 }
@@ -272,10 +289,9 @@ static void on_usr1(uv_signal_t *s, int signum)
     if (u->stopping)
         return;
     unsigned live = live_db(u);
-    unsigned n = up_provision_count(live, (unsigned)u->cfg.ndb, u->cfg.min_replicas,
-                                    u->cfg.max_db);
+    unsigned n = up_provision_count(live, (unsigned)u->cfg.ndb, u->cfg.min_replicas, u->cfg.max_db);
     log_info("up", "provision request", "live=%u total=%zu min_replicas=%llu start=%u", live,
-               u->cfg.ndb, (unsigned long long)u->cfg.min_replicas, n);
+             u->cfg.ndb, (unsigned long long)u->cfg.min_replicas, n);
     if (n == 0) {
         if (live < 1 + u->cfg.min_replicas)
             say(u, "provision request: max-db (%llu) reached, no new node\n",
@@ -375,8 +391,9 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = clock_now_ms();
     if (!u->ready && all_listening(u)) {
         u->ready = true;
-        say(u, "ready in %.1f s: web http://127.0.0.1:%u  store 127.0.0.1:%u  admin "
-               "http://127.0.0.1:%u\n",
+        say(u,
+            "ready in %.1f s: web http://127.0.0.1:%u  store 127.0.0.1:%u  admin "
+            "http://127.0.0.1:%u\n",
             (double)(now - u->start_ms) / 1000.0, u->cfg.web.port, u->cfg.store.port,
             u->cfg.admin.port);
         say(u, "  tandem status --admin 127.0.0.1:%u\n", u->cfg.admin.port);
@@ -574,9 +591,12 @@ bool up_is_released(const struct up *u)
 {
     if (!u->released || u->open_handles != 0)
         return false;
-    for (size_t i = 0; i < u->nprocs; i++)
-        if (u->procs[i]->spawned && !child_is_released(&u->procs[i]->c))
+    for (size_t i = 0; i < u->nprocs; i++) {
+        const struct child *c = &u->procs[i]->c;
+        /* a failed spawn may still have handles closing (child_spawn closes them itself) */
+        if ((u->procs[i]->spawned || c->released) && !child_is_released(c))
             return false;
+    }
     return true;
 }
 

@@ -33,10 +33,10 @@ struct up;
 typedef void (*up_line_cb)(void *ud, const char *name, struct slice line);
 
 struct up_opts {
-    const char *exe;        /* tandem binary; NULL: this process's executable */
-    FILE *out;              /* what up says (ports, pids, events); NULL: nothing */
-    const char *indent;     /* prefix of every line written to out; NULL: "" */
-    up_line_cb on_line;     /* NULL: children's output goes straight to their logs */
+    const char *exe;    /* tandem binary; NULL: this process's executable */
+    FILE *out;          /* what up says (ports, pids, events); NULL: nothing */
+    const char *indent; /* prefix of every line written to out; NULL: "" */
+    up_line_cb on_line; /* NULL: children's output goes straight to their logs */
     void *ud;
 };
 

@@ -31,8 +31,7 @@ const struct cfg_entry up_config_table[] = {
      "lb health check interval (both pools)", 0},
     {"fall", CFG_UINT, F(fall), 1, 100, "2", NULL, "lb: failed checks to mark a server down", 0},
     {"rise", CFG_UINT, F(rise), 1, 100, "2", NULL, "lb: good checks to mark a server up", 0},
-    {"fsync", CFG_STRING, F(fsync), 0, 0, "everysec", NULL, "db --fsync (always|everysec|no)",
-     0},
+    {"fsync", CFG_STRING, F(fsync), 0, 0, "everysec", NULL, "db --fsync (always|everysec|no)", 0},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0},
 };
 #undef F
@@ -163,11 +162,11 @@ int up_config_line(struct up_config *c, const char *section, const char *key, co
             return 0;
         }
     } else if (strncmp(section, "db ", 3) == 0) {
-        nd = named_node(c->db, &c->ndb, UP_MAX_DB, &c->db_from_file, "db", section + 3, err,
-                        errlen);
+        nd =
+            named_node(c->db, &c->ndb, UP_MAX_DB, &c->db_from_file, "db", section + 3, err, errlen);
     } else if (strncmp(section, "app ", 4) == 0) {
-        nd = named_node(c->app, &c->napp, UP_MAX_APP, &c->app_from_file, "app", section + 4,
-                        err, errlen);
+        nd = named_node(c->app, &c->napp, UP_MAX_APP, &c->app_from_file, "app", section + 4, err,
+                        errlen);
     } else {
         snprintf(err, errlen,
                  "unknown section [%s] (expected [up], [arbiter], [db NAME], [app NAME], [web], "
@@ -221,8 +220,8 @@ int up_config_validate(const struct up_config *cc, char *err, size_t errlen)
     }
     if (c->sync_replicas >= c->ndb && c->sync_replicas > 0) {
         snprintf(err, errlen, "sync-replicas %llu needs at least %llu db nodes (have %zu)",
-                 (unsigned long long)c->sync_replicas,
-                 (unsigned long long)c->sync_replicas + 1, c->ndb);
+                 (unsigned long long)c->sync_replicas, (unsigned long long)c->sync_replicas + 1,
+                 c->ndb);
         return -EINVAL;
     }
     if (c->max_db < c->ndb) {
@@ -230,8 +229,8 @@ int up_config_validate(const struct up_config *cc, char *err, size_t errlen)
                  (unsigned long long)c->max_db, c->ndb);
         return -EINVAL;
     }
-    if (c->fsync == NULL || (strcmp(c->fsync, "always") != 0 &&
-                             strcmp(c->fsync, "everysec") != 0 && strcmp(c->fsync, "no") != 0)) {
+    if (c->fsync == NULL || (strcmp(c->fsync, "always") != 0 && strcmp(c->fsync, "everysec") != 0 &&
+                             strcmp(c->fsync, "no") != 0)) {
         snprintf(err, errlen, "fsync '%s': always, everysec or no", c->fsync ? c->fsync : "");
         return -EINVAL;
     }
@@ -246,8 +245,8 @@ int up_config_validate(const struct up_config *cc, char *err, size_t errlen)
     for (size_t i = 0; i < nn; i++)
         for (size_t j = i + 1; j < nn; j++)
             if (n[i]->port != 0 && n[i]->port == n[j]->port) {
-                snprintf(err, errlen, "%s and %s both listen on port %u", n[i]->name,
-                         n[j]->name, n[i]->port);
+                snprintf(err, errlen, "%s and %s both listen on port %u", n[i]->name, n[j]->name,
+                         n[i]->port);
                 return -EINVAL;
             }
     return 0;
@@ -275,8 +274,7 @@ static unsigned fresh_port(const struct up_config *c, up_port_fn pick, void *ud)
     return 0;
 }
 
-int up_config_assign_ports(struct up_config *c, up_port_fn pick, void *ud, char *err,
-                           size_t errlen)
+int up_config_assign_ports(struct up_config *c, up_port_fn pick, void *ud, char *err, size_t errlen)
 {
     struct up_node *n[MAX_NODES];
     size_t nn = all_nodes(c, n, MAX_NODES);
@@ -319,8 +317,7 @@ int up_config_add_db(struct up_config *c, up_port_fn pick, void *ud)
     return (int)c->ndb++;
 }
 
-unsigned up_provision_count(unsigned live, unsigned total, uint64_t min_replicas,
-                            uint64_t max_db)
+unsigned up_provision_count(unsigned live, unsigned total, uint64_t min_replicas, uint64_t max_db)
 {
     uint64_t want = 1 + min_replicas;
     if (live >= want || total >= max_db)

@@ -12,7 +12,7 @@
 
 #include "base/cfg.h"
 
-#define UP_MAX_DB 12          /* db nodes, provisioned ones included */
+#define UP_MAX_DB 12 /* db nodes, provisioned ones included */
 #define UP_MAX_APP 8
 #define UP_NAME_MAX 32
 
@@ -26,19 +26,19 @@ enum up_web_mode { UP_WEB_ACTIVE_ACTIVE = 0, UP_WEB_ACTIVE_PASSIVE };
 
 struct up_config {
     /* [up] (the table up_config_table) */
-    char *dir;                    /* logs and data; NULL: a new /tmp/tandem-up-XXXXXX */
-    char *cluster;                /* cluster name at the arbiter */
-    uint64_t lease_ttl_ms;        /* db --lease-ttl */
-    uint64_t sync_replicas;       /* db --sync-replicas */
-    uint64_t min_replicas;        /* db --min-replicas */
-    uint64_t provision_after_ms;  /* db --provision-after */
-    uint64_t max_db;              /* never run more db nodes than this (provisioned included) */
-    uint64_t inter_ms;            /* lb health check interval, both pools */
-    uint64_t fall, rise;          /* lb thresholds */
-    char *fsync;                  /* db --fsync */
+    char *dir;                   /* logs and data; NULL: a new /tmp/tandem-up-XXXXXX */
+    char *cluster;               /* cluster name at the arbiter */
+    uint64_t lease_ttl_ms;       /* db --lease-ttl */
+    uint64_t sync_replicas;      /* db --sync-replicas */
+    uint64_t min_replicas;       /* db --min-replicas */
+    uint64_t provision_after_ms; /* db --provision-after */
+    uint64_t max_db;             /* never run more db nodes than this (provisioned included) */
+    uint64_t inter_ms;           /* lb health check interval, both pools */
+    uint64_t fall, rise;         /* lb thresholds */
+    char *fsync;                 /* db --fsync */
     /* sections */
     struct up_node arbiter, web, store, admin;
-    int web_mode;                 /* enum up_web_mode */
+    int web_mode; /* enum up_web_mode */
     struct up_node db[UP_MAX_DB];
     size_t ndb;
     struct up_node app[UP_MAX_APP];
@@ -86,7 +86,6 @@ int up_config_add_db(struct up_config *c, up_port_fn pick, void *ud);
  * 1 + min_replicas nodes; returns how many to start now: the shortfall, capped so that the
  * total stays within max_db. A request while enough nodes run starts nothing (the db agent
  * may ask again while a new node is still catching up). */
-unsigned up_provision_count(unsigned live, unsigned total, uint64_t min_replicas,
-                            uint64_t max_db);
+unsigned up_provision_count(unsigned live, unsigned total, uint64_t min_replicas, uint64_t max_db);
 
 #endif

@@ -62,8 +62,8 @@ static void db_pool(const cJSON *pool, struct buf *out)
         const char *argv[] = {"INFO", "replication"};
         if (probe_resp(port_of(addr), 2, argv, 300, &info) != 0 || info.len == 0 ||
             info.p[0] == '-') {
-            buf_printf(out, "  %-8s %-17s %-7s %-8s %-5s %-7s %-10s %s\n", name, addr, "down",
-                       "-", "-", "-", "-", "(no answer)");
+            buf_printf(out, "  %-8s %-17s %-7s %-8s %-5s %-7s %-10s %s\n", name, addr, "down", "-",
+                       "-", "-", "-", "(no answer)");
             buf_free(&info);
             continue;
         }
@@ -110,8 +110,8 @@ static void app_pool(const cJSON *pool, struct buf *out)
     double total = 0;
     const cJSON *s;
     cJSON_ArrayForEach(s, servers) total += num(s, "requests");
-    buf_printf(out, "  %-8s %-17s %-7s %-9s %-7s %s\n", "server", "address", "health",
-               "requests", "share", "last change");
+    buf_printf(out, "  %-8s %-17s %-7s %-9s %-7s %s\n", "server", "address", "health", "requests",
+               "share", "last change");
     cJSON_ArrayForEach(s, servers)
     {
         double r = num(s, "requests");

@@ -43,8 +43,7 @@ static void test_lines(void **state)
     assert_int_equal(c.lease_ttl_ms, 2000);
     assert_int_equal(up_config_line(&c, "", "min_replicas", "2", err, sizeof(err)), 0);
     assert_int_equal(c.min_replicas, 2);
-    assert_int_equal(up_config_line(&c, "admin", "listen", "127.0.0.1:9000", err, sizeof(err)),
-                     0);
+    assert_int_equal(up_config_line(&c, "admin", "listen", "127.0.0.1:9000", err, sizeof(err)), 0);
     assert_int_equal(c.admin.port, 9000);
     assert_int_equal(up_config_line(&c, "web", "listen", "8080", err, sizeof(err)), 0);
     assert_int_equal(c.web.port, 8080);
@@ -181,8 +180,7 @@ static void test_assign_ports(void **state)
     assert_int_equal(up_config_default(&c, err, sizeof(err)), 0);
     c.admin.port = 5;
     struct fake_ports bad = {{5, 5, 5}, 3, 0};
-    assert_int_equal(up_config_assign_ports(&c, fake_pick, &bad, err, sizeof(err)),
-                     -EADDRINUSE);
+    assert_int_equal(up_config_assign_ports(&c, fake_pick, &bad, err, sizeof(err)), -EADDRINUSE);
     assert_non_null(strstr(err, "arbiter"));
     up_config_free(&c);
 }
@@ -191,21 +189,21 @@ static void test_provision_count(void **state)
 {
     (void)state;
     /* two nodes wanted (min-replicas 1) */
-    assert_int_equal(up_provision_count(1, 2, 1, 6), 1);  /* the primary died: one more */
-    assert_int_equal(up_provision_count(2, 3, 1, 6), 0);  /* the new node is still starting */
+    assert_int_equal(up_provision_count(1, 2, 1, 6), 1); /* the primary died: one more */
+    assert_int_equal(up_provision_count(2, 3, 1, 6), 0); /* the new node is still starting */
     assert_int_equal(up_provision_count(0, 2, 1, 6), 2);
-    assert_int_equal(up_provision_count(1, 6, 1, 6), 0);  /* max-db reached */
-    assert_int_equal(up_provision_count(0, 5, 2, 6), 1);  /* capped by max-db */
-    assert_int_equal(up_provision_count(1, 1, 0, 6), 0);  /* no replica wanted */
+    assert_int_equal(up_provision_count(1, 6, 1, 6), 0); /* max-db reached */
+    assert_int_equal(up_provision_count(0, 5, 2, 6), 1); /* capped by max-db */
+    assert_int_equal(up_provision_count(1, 1, 0, 6), 0); /* no replica wanted */
     assert_int_equal(up_provision_count(1, 3, 2, 6), 2);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default),     cmocka_unit_test(test_lines),
-        cmocka_unit_test(test_bad_lines),   cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_load_file),   cmocka_unit_test(test_assign_ports),
+        cmocka_unit_test(test_default),         cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_bad_lines),       cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_load_file),       cmocka_unit_test(test_assign_ports),
         cmocka_unit_test(test_provision_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
