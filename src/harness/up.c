@@ -92,17 +92,20 @@ static int write_lb_ini(struct up *u)
                "# written by tandem up; rewritten when a db node is provisioned\n"
                "[lb]\nadmin = 127.0.0.1:%u\n\n"
                "[pool web]\nlisten = 127.0.0.1:%u\nprotocol = http\nmode = %s\n"
-               "check = http:/healthz\ninter = %llums\nfall = %llu\nrise = %llu\n",
+               "check = http:/healthz\ninter = %llums\ntimeout-check = %llums\nfall = %llu\n"
+               "rise = %llu\n",
                c->admin.port, c->web.port,
                c->web_mode == UP_WEB_ACTIVE_PASSIVE ? "active-passive" : "active-active",
-               (unsigned long long)c->inter_ms, (unsigned long long)c->fall,
-               (unsigned long long)c->rise);
+               (unsigned long long)c->inter_ms, (unsigned long long)c->check_timeout_ms,
+               (unsigned long long)c->fall, (unsigned long long)c->rise);
     for (size_t i = 0; i < c->napp; i++)
         buf_printf(&b, "server = %s=127.0.0.1:%u\n", c->app[i].name, c->app[i].port);
     buf_printf(&b,
                "\n[pool store]\nlisten = 127.0.0.1:%u\nprotocol = tcp\nmode = active-passive\n"
-               "check = resp-role\ninter = %llums\nfall = %llu\nrise = %llu\n",
-               c->store.port, (unsigned long long)c->inter_ms, (unsigned long long)c->fall,
+               "check = resp-role\ninter = %llums\ntimeout-check = %llums\nfall = %llu\n"
+               "rise = %llu\n",
+               c->store.port, (unsigned long long)c->inter_ms,
+               (unsigned long long)c->check_timeout_ms, (unsigned long long)c->fall,
                (unsigned long long)c->rise);
     for (size_t i = 0; i < c->ndb; i++)
         buf_printf(&b, "server = %s=127.0.0.1:%u\n", c->db[i].name, c->db[i].port);

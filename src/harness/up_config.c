@@ -29,6 +29,8 @@ const struct cfg_entry up_config_table[] = {
      "never run more db nodes than this (provisioned ones included)", 0},
     {"inter", CFG_DURATION, F(inter_ms), 10, 60000, "100ms", NULL,
      "lb health check interval (both pools)", 0},
+    {"check-timeout", CFG_DURATION, F(check_timeout_ms), 10, 60000, "500ms", NULL,
+     "lb: one health check (a busy node, e.g. one sending a snapshot, answers ROLE late)", 0},
     {"fall", CFG_UINT, F(fall), 1, 100, "2", NULL, "lb: failed checks to mark a server down", 0},
     {"rise", CFG_UINT, F(rise), 1, 100, "2", NULL, "lb: good checks to mark a server up", 0},
     {"fsync", CFG_STRING, F(fsync), 0, 0, "everysec", NULL, "db --fsync (always|everysec|no)", 0},

@@ -35,6 +35,7 @@ struct up_config {
     uint64_t max_db;             /* never run more db nodes than this (provisioned included) */
     uint64_t inter_ms;           /* lb health check interval, both pools */
     uint64_t fall, rise;         /* lb thresholds */
+    uint64_t check_timeout_ms;   /* lb timeout-check, both pools */
     char *fsync;                 /* db --fsync */
     /* sections */
     struct up_node arbiter, web, store, admin;

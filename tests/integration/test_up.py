@@ -66,7 +66,6 @@ dir = {tmp_path / "run"}
 cluster = t
 lease-ttl = 1s
 provision-after = 300ms
-inter = 50ms
 
 [admin]
 listen = 127.0.0.1:{admin}
@@ -138,10 +137,10 @@ listen = 127.0.0.1:{admin}
     wait_for(lambda: info(dbs[replica]).get("tandem_sync_state") == "ok", 20 * SLOW,
              what="redundancy restored (a replica in sync)")
     assert redis.Redis(host="127.0.0.1", port=newport).get("k2") == b"v2"
-    st = status(admin)
+    st = wait_for(lambda: (lambda s: f"active: {replica}" in s and s)(status(admin)),
+                  10 * SLOW, what="the store pool on the new primary in tandem status")
     assert re.search(rf"^\s+{primary}\s+\S+\s+down", st, re.M), st
     assert re.search(rf"^\s+{new}\s+\S+\s+up\s+replica", st, re.M), st
-    assert f"active: {replica}" in st
 
     # Ctrl-C: every process it printed is gone, and up exits 0
     pids = [v[2] for v in processes(up.log()).values()]
