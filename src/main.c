@@ -22,6 +22,8 @@ static const struct command commands[] = {
     {"load", cmd_load_main, "HTTP keep-alive load generator and failover checker"},
     {"demo", cmd_demo_main, "the architecture's story, live, with a measured table"},
     {"coord", cmd_coord_main, "coordinator client: leases, reads, transactions, watches"},
+    {"up", cmd_up_main, "the whole topology on loopback, supervised (Ctrl-C stops it)"},
+    {"status", cmd_status_main, "who is primary, term, lag, health, traffic split"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

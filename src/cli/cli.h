@@ -16,6 +16,8 @@ int cmd_demo_main(int argc, char **argv);
 int cmd_db_main(int argc, char **argv);
 int cmd_arbiter_main(int argc, char **argv);
 int cmd_coord_main(int argc, char **argv);
+int cmd_up_main(int argc, char **argv);
+int cmd_status_main(int argc, char **argv);
 
 /* Flags that are not in the cfg table (repeatable ones like --server). Returns 0 when handled,
  * 1 when name is unknown, or a negative code after writing the reason into err. has_value

@@ -15,6 +15,7 @@ struct demo_cfg {
     uint64_t run_ms;
     uint64_t kill_at_ms;
     uint64_t restart_at_ms;
+    uint64_t store_run_ms;
     uint64_t inter_ms;
     uint64_t fall;
     uint64_t rise;
@@ -24,15 +25,21 @@ struct demo_cfg {
     char *exe;
 };
 
-static const char *const demo_modes[] = {"both", "active-active", "active-passive", NULL};
+static const char *const demo_modes[] = {"all",  "both",  "active-active", "active-passive",
+                                         "store", NULL};
+/* bits of struct demo_opts.modes, per choice above */
+static const unsigned demo_mode_bits[] = {3u | DEMO_STORE, 3u, 1u, 2u, DEMO_STORE};
 
 #define F(x) offsetof(struct demo_cfg, x)
 static const struct cfg_entry demo_table[] = {
-    {"mode", CFG_ENUM, F(mode), 0, 0, "both", demo_modes, "which pool modes to show", 0},
+    {"mode", CFG_ENUM, F(mode), 0, 0, "all", demo_modes,
+     "which parts to show: all, both stateless modes, one of them, or the store", 0},
     {"connections", CFG_UINT, F(connections), 1, 1000, "8", NULL, "load connections", 0},
     {"run", CFG_DURATION, F(run_ms), 1000, 600000, "6s", NULL, "length of each load run", 0},
     {"kill-at", CFG_DURATION, F(kill_at_ms), 100, 0, "2s", NULL, "kill -9 app A at", 0},
     {"restart-at", CFG_DURATION, F(restart_at_ms), 100, 0, "3500ms", NULL, "restart app A at", 0},
+    {"store-run", CFG_DURATION, F(store_run_ms), 1000, 600000, "8s", NULL,
+     "length of the store run (the primary is killed at --kill-at)", 0},
     {"inter", CFG_DURATION, F(inter_ms), 10, 60000, "100ms", NULL, "lb health check interval", 0},
     {"fall", CFG_UINT, F(fall), 1, 100, "2", NULL, "lb: failed checks to mark a server down", 0},
     {"rise", CFG_UINT, F(rise), 1, 100, "2", NULL, "lb: good checks to mark a server up", 0},
@@ -61,8 +68,10 @@ int cmd_demo_main(int argc, char **argv)
                  "`tandem lb`, first active-active, then active-passive. Under load, app A is\n"
                  "killed with SIGKILL and restarted; the demo prints failed requests, the longest\n"
                  "gap without a successful response, the traffic split, the idle capacity and\n"
-                 "failback, then a comparison table. Every process it starts is stopped on exit,\n"
-                 "also after Ctrl-C.",
+                 "failback. Then the stateful tier: `tandem up` runs the whole topology, balance\n"
+                 "updates go through the app tier and the store primary is killed with SIGKILL:\n"
+                 "promotion, re-routing, a new replica, writes lost. A comparison table ends it.\n"
+                 "Every process it starts is stopped on exit, also after Ctrl-C.",
         .table = demo_table,
     };
     int rc = 2;
@@ -75,6 +84,10 @@ int cmd_demo_main(int argc, char **argv)
         goto out;
     if (cfg.kill_at_ms >= cfg.restart_at_ms || cfg.restart_at_ms >= cfg.run_ms) {
         fprintf(stderr, "tandem demo: need --kill-at < --restart-at < --run\n");
+        goto out;
+    }
+    if (cfg.kill_at_ms >= cfg.store_run_ms) {
+        fprintf(stderr, "tandem demo: need --kill-at < --store-run\n");
         goto out;
     }
     log_init("demo", NULL);
@@ -90,7 +103,8 @@ int cmd_demo_main(int argc, char **argv)
     o.inter_ms = cfg.inter_ms;
     o.fall = (unsigned)cfg.fall;
     o.rise = (unsigned)cfg.rise;
-    o.modes = cfg.mode == 0 ? 3u : (cfg.mode == 1 ? 1u : 2u);
+    o.modes = demo_mode_bits[cfg.mode];
+    o.store_run_ms = cfg.store_run_ms;
     rc = demo_run(&o);
 out:
     cfg_free(demo_table, &cfg);

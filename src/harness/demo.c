@@ -12,6 +12,7 @@
 #include "harness/demo.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -33,7 +34,8 @@
 #include "harness/child.h"
 #include "harness/loadgen.h"
 #include "harness/loadstats.h"
-#include "proto/http1.h"
+#include "harness/probe.h"
+#include "harness/up.h"
 
 enum { MODE_AA = 0, MODE_AP = 1, NMODES = 2 };
 static const char *const mode_names[NMODES] = {"active-active", "active-passive"};
@@ -70,6 +72,24 @@ struct mode_result {
     double share_end[2];      /* after the restart */
 };
 
+/* The store story: one run of balance updates through the app tier, the primary killed. */
+struct store_result {
+    bool ran, complete;
+    char old_primary[UP_NAME_MAX], new_primary[UP_NAME_MAX], provisioned[UP_NAME_MAX];
+    char pool_active[UP_NAME_MAX];  /* the store pool's active server after the run */
+    int old_idx;
+    uint64_t old_term, new_term;
+    uint64_t kill_ms;               /* monotonic time of the kill */
+    int64_t promoted_ms, provisioned_ms, restored_ms; /* after the kill; -1: not seen */
+    uint64_t next_probe_ms;
+    uint64_t requests, ok, failed;
+    uint64_t errors[LOADSTATS_NOUTCOMES];
+    double rps_before;              /* acknowledged writes per second before the kill */
+    uint64_t gap_kill_us;           /* longest time without an acknowledged write, after the kill */
+    bool balance_known;
+    int64_t balance_before, balance_after;
+};
+
 struct demo {
     const struct demo_opts *o;
     FILE *out;
@@ -91,6 +111,8 @@ struct demo {
     uint64_t tick_ok, tick_failed, tick_srv[2];
     uint64_t tick_us;
     struct mode_result res[NMODES];
+    struct up *up;
+    struct store_result sr;
 };
 
 /* ---- output ---------------------------------------------------------------------------- */
@@ -154,19 +176,7 @@ static void on_signal(uv_signal_t *s, int signum)
 static unsigned pick_port(struct demo *d)
 {
     for (int attempt = 0; attempt < 50; attempt++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd == -1)
-            return 0;
-        struct sockaddr_in a;
-        memset(&a, 0, sizeof(a));
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof(a);
-        unsigned port = 0;
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-            port = ntohs(a.sin_port);
-        close(fd);
+        unsigned port = probe_free_port();
         if (port == 0)
             continue;
         if (port == d->app_port[0] || port == d->app_port[1] || port == d->lb_port ||
@@ -175,80 +185,6 @@ static unsigned pick_port(struct demo *d)
         return port;
     }
     return 0;
-}
-
-/* A blocking connect on loopback answers at once: refused or accepted. */
-static bool port_open(unsigned port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return false;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* GET http://127.0.0.1:port/path with a blocking socket and short timeouts. On 2xx, returns 0
- * with the body in out (caller frees); otherwise a negative code. */
-static int http_get(unsigned port, const char *path, struct buf *out)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    struct timeval tv = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == -1) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -EIO;
-    }
-    struct buf raw;
-    buf_init(&raw);
-    for (;;) {
-        buf_reserve(&raw, 4096);
-        ssize_t r = read(fd, raw.p + raw.len, raw.cap - raw.len);
-        if (r == -1 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        raw.len += (size_t)r;
-        if (raw.len > (1u << 20))
-            break;
-    }
-    close(fd);
-    struct http1_parser p;
-    http1_init(&p, HTTP1_RESPONSE, NULL);
-    size_t used = 0;
-    int rc = -EPROTO;
-    int ev = http1_feed(&p, raw.p, 0, raw.len, &used);
-    if (ev == HTTP1_HEAD_DONE && p.msg.status >= 200 && p.msg.status < 300) {
-        /* Connection: close: the body is whatever follows the head (no chunked decoding here;
-         * a chunked status page simply fails the check) */
-        if (!p.msg.chunked) {
-            buf_append(out, raw.p + used, raw.len - used);
-            rc = 0;
-        }
-    }
-    buf_free(&raw);
-    return rc;
 }
 
 /* Looks through the balancer's /status JSON for server name and reports 1 when it is up, 0
@@ -290,7 +226,7 @@ static int lb_server_up(struct demo *d, const char *name)
     struct buf body;
     buf_init(&body);
     int r = -1;
-    if (http_get(d->admin_port, "/status", &body) == 0) {
+    if (probe_http_get(d->admin_port, "/status", 1000, &body) == 0) {
         cJSON *js = cJSON_ParseWithLength(body.p, body.len);
         r = status_is_up(js, name, NULL, 0);
         cJSON_Delete(js);
@@ -406,7 +342,7 @@ static bool port_ready(struct demo *d, void *arg)
 {
     (void)d;
     struct port_wait *w = arg;
-    return !kid_alive(w->k) || port_open(w->port);
+    return !kid_alive(w->k) || probe_port_open(w->port);
 }
 
 static void show_log_tail(struct demo *d, const struct kid *k)
@@ -549,16 +485,26 @@ static void on_tick(uv_timer_t *t)
     d->tick_us = now;
 }
 
-/* Creates and starts a load run through the balancer. */
-static bool load_start(struct demo *d, unsigned conns, uint64_t duration_ms, bool live)
+/* Creates and starts a load run: GET /whoami through the balancer, or (post_port set) POST
+ * {"delta":1} to a user's balance through the web pool of the store story. */
+static bool load_start_req(struct demo *d, unsigned conns, uint64_t duration_ms, bool live,
+                           unsigned post_port)
 {
-    char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/whoami", d->lb_port);
+    char url[96];
+    static const char *const json_hdr[] = {"Content-Type: application/json"};
+    if (post_port)
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/users/demo/balance", post_port);
+    else
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/whoami", d->lb_port);
     struct loadgen_opts lo = {
         .url = url,
+        .method = post_port ? "POST" : NULL,
+        .headers = post_port ? json_hdr : NULL,
+        .nheaders = post_port ? 1 : 0,
+        .body = post_port ? "{\"delta\":1}" : NULL,
         .connections = conns,
         .duration_ms = duration_ms,
-        .timeout_ms = 1000,
+        .timeout_ms = post_port ? 3000 : 1000,
         .timeline_ms = 100,
         .reconnect_delay_ms = 10,
     };
@@ -579,6 +525,11 @@ static bool load_start(struct demo *d, unsigned conns, uint64_t duration_ms, boo
     if (live)
         uv_timer_start(&d->tick, on_tick, TICK_MS, TICK_MS);
     return true;
+}
+
+static bool load_start(struct demo *d, unsigned conns, uint64_t duration_ms, bool live)
+{
+    return load_start_req(d, conns, duration_ms, live, 0);
 }
 
 static void load_end(struct demo *d)
@@ -814,11 +765,413 @@ static bool run_mode(struct demo *d, int mode)
     return true;
 }
 
+/* ---- the store: active-passive with automatic failover -------------------------------- */
+
+static bool up_stopped(struct demo *d, void *arg)
+{
+    (void)arg;
+    return up_is_stopped(d->up);
+}
+
+static bool up_released(struct demo *d, void *arg)
+{
+    (void)arg;
+    return up_is_released(d->up);
+}
+
+/* Stops the `up` topology by PID (SIGTERM, SIGKILL after 3 s) and frees it. */
+static void stop_up(struct demo *d)
+{
+    if (d->up == NULL)
+        return;
+    up_stop(d->up, 3000);
+    run_until(d, up_stopped, NULL, 10000, true);
+    up_release(d->up);
+    run_until(d, up_released, NULL, 5000, true);
+    up_free(d->up);
+    d->up = NULL;
+}
+
+/* INFO replication of db node i into out (NUL-terminated); false when it did not answer. */
+static bool db_info(struct demo *d, int i, struct buf *out)
+{
+    const char *argv[] = {"INFO", "replication"};
+    if (i < 0 || probe_resp(up_topology(d->up)->db[i].port, 2, argv, 300, out) != 0)
+        return false;
+    buf_append(out, "", 1);
+    return true;
+}
+
+/* True when the primary i has a replica connected and in sync (redundancy restored). */
+static bool primary_in_sync(struct demo *d, int i, uint64_t *term)
+{
+    struct buf b;
+    buf_init(&b);
+    bool ok = false;
+    if (db_info(d, i, &b)) {
+        char st[16] = "";
+        probe_info_get(b.p, "tandem_sync_state", st, sizeof(st));
+        ok = probe_info_u64(b.p, "connected_slaves", 0) >= 1 && strcmp(st, "ok") == 0;
+        if (term)
+            *term = probe_info_u64(b.p, "tandem_term", 0);
+    }
+    buf_free(&b);
+    return ok;
+}
+
+/* The user's balance through the web pool; false when the app tier did not answer 200. */
+static bool read_balance(struct demo *d, int64_t *out)
+{
+    struct buf b;
+    buf_init(&b);
+    bool ok = false;
+    if (probe_http_get(up_topology(d->up)->web.port, "/users/demo/balance", 1000, &b) == 0) {
+        cJSON *js = cJSON_ParseWithLength(b.p, b.len);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(js, "balance");
+        if (cJSON_IsNumber(v)) {
+            *out = (int64_t)v->valuedouble;
+            ok = true;
+        }
+        cJSON_Delete(js);
+    }
+    buf_free(&b);
+    return ok;
+}
+
+struct store_wait {
+    uint64_t next_ms;
+    unsigned good;
+};
+
+/* Ready for the story: every process listens, a primary with its replica in sync, and both
+ * apps reach the store (three good reads in a row). Probes at most every 100 ms. */
+static bool store_ready(struct demo *d, void *arg)
+{
+    struct store_wait *w = arg;
+    uint64_t now = clock_now_ms();
+    if (now < w->next_ms)
+        return false;
+    w->next_ms = now + 100;
+    if (!up_is_ready(d->up) || up_primary(d->up) < 0 ||
+        !primary_in_sync(d, up_primary(d->up), NULL)) {
+        w->good = 0;
+        return false;
+    }
+    int64_t bal;
+    w->good = read_balance(d, &bal) ? w->good + 1 : 0;
+    if (w->good >= 3)
+        d->sr.balance_before = bal;
+    return w->good >= 3;
+}
+
+/* Follows the failover while the load runs: promotion, provisioning, redundancy restored. */
+static void watch_store(struct demo *d)
+{
+    struct store_result *r = &d->sr;
+    if (r->kill_ms == 0)
+        return;
+    uint64_t now = clock_now_ms();
+    int p = up_primary(d->up);
+    const struct up_config *c = up_topology(d->up);
+    if (r->promoted_ms < 0 && p >= 0 && p != r->old_idx) {
+        r->promoted_ms = (int64_t)(now - r->kill_ms);
+        snprintf(r->new_primary, sizeof(r->new_primary), "%s", c->db[p].name);
+        say(d, "  %6.2f   >>> %s is the primary now, %.2f s after the kill\n", load_t(d),
+            r->new_primary, (double)r->promoted_ms / 1000.0);
+    }
+    if (r->provisioned_ms < 0 && up_provisioned(d->up) > 0) {
+        r->provisioned_ms = (int64_t)(now - r->kill_ms);
+        snprintf(r->provisioned, sizeof(r->provisioned), "%s", c->db[c->ndb - 1].name);
+        say(d, "  %6.2f   >>> %s provisioned (asked for by the new primary), %.2f s after the "
+               "kill\n",
+            load_t(d), r->provisioned, (double)r->provisioned_ms / 1000.0);
+    }
+    if (r->promoted_ms >= 0 && r->provisioned_ms >= 0 && r->restored_ms < 0 &&
+        now >= r->next_probe_ms) {
+        r->next_probe_ms = now + 100;
+        if (primary_in_sync(d, p, &r->new_term)) {
+            r->restored_ms = (int64_t)(now - r->kill_ms);
+            say(d, "  %6.2f   >>> redundancy restored: %s in sync with %s, %.2f s after the "
+                   "kill\n",
+                load_t(d), r->provisioned, r->new_primary, (double)r->restored_ms / 1000.0);
+        }
+    }
+}
+
+static bool store_time_reached(struct demo *d, void *arg)
+{
+    watch_store(d);
+    struct at_time *a = arg;
+    return !d->load_running || loadgen_elapsed_us(d->lg) >= a->us;
+}
+
+static bool store_restored(struct demo *d, void *arg)
+{
+    (void)arg;
+    watch_store(d);
+    return d->sr.restored_ms >= 0;
+}
+
+static bool balance_read(struct demo *d, void *arg)
+{
+    (void)arg;
+    return read_balance(d, &d->sr.balance_after);
+}
+
+/* The store pool's active server, from the balancer's /status, into out ("" if unknown). */
+static void store_pool_active(struct demo *d, char *out, size_t len)
+{
+    out[0] = '\0';
+    struct buf b;
+    buf_init(&b);
+    if (probe_http_get(up_topology(d->up)->admin.port, "/status", 1000, &b) == 0) {
+        cJSON *js = cJSON_ParseWithLength(b.p, b.len);
+        const cJSON *pools = cJSON_GetObjectItemCaseSensitive(js, "pools"), *p;
+        cJSON_ArrayForEach(p, pools)
+        {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(p, "name");
+            const cJSON *ac = cJSON_GetObjectItemCaseSensitive(p, "active");
+            if (cJSON_IsString(nm) && strcmp(nm->valuestring, "store") == 0 &&
+                cJSON_IsString(ac))
+                snprintf(out, len, "%s", ac->valuestring);
+        }
+        cJSON_Delete(js);
+    }
+    buf_free(&b);
+}
+
+static void compute_store(struct demo *d)
+{
+    struct store_result *r = &d->sr;
+    const struct loadstats *st = loadgen_stats(d->lg);
+    r->ran = true;
+    r->requests = st->c.requests;
+    r->ok = st->c.ok;
+    r->failed = st->c.failed;
+    memcpy(r->errors, st->c.errors, sizeof(r->errors));
+    const struct loadstats_phase *p0 = &st->phases[0];
+    double dur0 = (double)(p0->end_us - p0->start_us) / 1e6;
+    r->rps_before = dur0 > 0 ? (double)p0->c.ok / dur0 : 0.0;
+    r->complete = st->nphases >= 2;
+    if (r->complete)
+        r->gap_kill_us = st->phases[1].longest_gap_us;
+}
+
+static void print_store_result(struct demo *d)
+{
+    const struct store_result *r = &d->sr;
+    say(d, "\n  measured (store, active-passive):\n");
+    say(d, "    before the kill:  %.0f acknowledged balance updates/s, all on %s; the replica\n"
+           "                      takes none (it follows the primary's log)\n",
+        r->rps_before, r->old_primary);
+    if (!r->complete) {
+        say(d, "    (the run was cut short)\n");
+        return;
+    }
+    if (r->promoted_ms >= 0)
+        say(d, "    promotion:        %s became the primary %.2f s after the kill (term %llu -> "
+               "%llu)\n",
+            r->new_primary, (double)r->promoted_ms / 1000.0, (unsigned long long)r->old_term,
+            (unsigned long long)r->new_term);
+    else
+        say(d, "    promotion:        not seen\n");
+    say(d, "    failover delay:   %.1f ms without an acknowledged write across the kill\n",
+        (double)r->gap_kill_us / 1000.0);
+    say(d, "    failed requests:  %llu of %llu", (unsigned long long)r->failed,
+        (unsigned long long)r->requests);
+    if (r->failed) {
+        const char *sep = " (";
+        for (int o = LOADSTATS_ERR_CONNECT; o < LOADSTATS_NOUTCOMES; o++) {
+            if (r->errors[o] == 0)
+                continue;
+            say(d, "%s%s %llu", sep, loadstats_outcome_name((enum loadstats_outcome)o),
+                (unsigned long long)r->errors[o]);
+            sep = ", ";
+        }
+        say(d, ": the app answers 503 while no primary takes writes)");
+    }
+    say(d, "\n");
+    if (r->balance_known) {
+        int64_t applied = r->balance_after - r->balance_before;
+        int64_t lost = (int64_t)r->ok > applied ? (int64_t)r->ok - applied : 0;
+        say(d, "    writes lost:      %lld (balance +%lld, %llu updates acknowledged; %lld applied "
+               "but reported failed)\n",
+            (long long)lost, (long long)applied, (unsigned long long)r->ok,
+            (long long)(applied > (int64_t)r->ok ? applied - (int64_t)r->ok : 0));
+    } else {
+        say(d, "    writes lost:      unknown (the balance could not be read)\n");
+    }
+    say(d, "    re-routing:       the store pool sends to %s\n",
+        r->pool_active[0] ? r->pool_active : "(unknown)");
+    if (r->restored_ms >= 0)
+        say(d, "    redundancy:       %s provisioned %.2f s and in sync %.2f s after the kill\n",
+            r->provisioned, (double)r->provisioned_ms / 1000.0, (double)r->restored_ms / 1000.0);
+    else
+        say(d, "    redundancy:       not restored within the demo's wait\n");
+}
+
+static bool run_store(struct demo *d)
+{
+    const struct demo_opts *o = d->o;
+    struct store_result *r = &d->sr;
+    memset(r, 0, sizeof(*r));
+    r->promoted_ms = r->provisioned_ms = r->restored_ms = -1;
+    say(d, "\n== 3. the store: one primary, a replica, automatic failover ===============\n"
+           "  `tandem up` runs the whole picture: an arbiter (the witness), db1 and db2 in sync\n"
+           "  mode (a write is acknowledged once the replica has it), app A and B reaching the\n"
+           "  store through a pool that follows ROLE, and the web pool over A and B. Only the\n"
+           "  primary takes writes. When it dies, the replica is promoted once the primary's\n"
+           "  lease runs out, the store pool re-routes, and the new primary asks `up` for a\n"
+           "  new replica.\n\n");
+    struct up_config cfg;
+    char err[512];
+    if (up_config_default(&cfg, err, sizeof(err)) != 0) {
+        say(d, "  demo: %s\n", err);
+        return false;
+    }
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof(dir), "%s/up", d->dir);
+    cfg.dir = xstrdup(dir);
+    cfg.inter_ms = o->inter_ms;
+    cfg.fall = o->fall;
+    cfg.rise = o->rise;
+    cfg.provision_after_ms = 1000;
+    struct up_opts uo = {.exe = d->exe, .out = d->out, .indent = "      up | "};
+    say(d, "  $ tandem up\n");
+    if (up_new(&d->loop, &cfg, &uo, &d->up, err, sizeof(err)) != 0) {
+        up_config_free(&cfg);
+        say(d, "  demo: %s\n", err);
+        return false;
+    }
+    if (up_start(d->up) != 0)
+        return false;
+    struct store_wait w = {0, 0};
+    if (!run_until(d, store_ready, &w, 30000, false)) {
+        if (!d->interrupted)
+            say(d, "  demo: the topology did not become ready (a primary with its replica in "
+                   "sync, both apps reaching the store) within 30 s; logs in %s\n",
+                up_dir(d->up));
+        return false;
+    }
+    r->old_idx = up_primary(d->up);
+    snprintf(r->old_primary, sizeof(r->old_primary), "%s",
+             up_topology(d->up)->db[r->old_idx].name);
+    primary_in_sync(d, r->old_idx, &r->old_term);
+    unsigned web = up_topology(d->up)->web.port;
+    say(d, "\n  load: %u keep-alive connections, POST /users/demo/balance {\"delta\":1} through "
+           "the\n  web pool, %.1f s; kill -9 the store primary (%s) at %.1f s.\n\n",
+        o->connections, (double)o->store_run_ms / 1000, r->old_primary,
+        (double)o->kill_at_ms / 1000);
+    say(d, "  %6s   %7s %7s   %s\n", "t (s)", "ok/s", "failed", "app tier split per 0.5 s");
+    if (!load_start_req(d, o->connections, o->store_run_ms, true, web))
+        return false;
+    struct at_time kill_at = {o->kill_at_ms * 1000};
+    run_until(d, store_time_reached, &kill_at, o->store_run_ms + 10000, false);
+    if (d->interrupted) {
+        load_end(d);
+        return false;
+    }
+    if (d->load_running) {
+        loadgen_mark(d->lg);
+        say(d, "  %6.2f   >>> kill -9 %s (pid %d), the store primary\n", load_t(d),
+            r->old_primary, up_db_pid(d->up, (size_t)r->old_idx));
+        r->kill_ms = clock_now_ms();
+        up_kill_db(d->up, (size_t)r->old_idx, SIGKILL);
+    }
+    struct at_time end = {UINT64_MAX};
+    run_until(d, store_time_reached, &end, o->store_run_ms + 10000, false);
+    if (d->interrupted) {
+        load_end(d);
+        return false;
+    }
+    if (d->lg && !d->load_running)
+        compute_store(d);
+    load_end(d);
+    if (r->kill_ms && r->restored_ms < 0) {
+        say(d, "  (load over; waiting for redundancy to be restored)\n");
+        run_until(d, store_restored, NULL, 20000, false);
+    }
+    r->balance_known = run_until(d, balance_read, NULL, 10000, false);
+    store_pool_active(d, r->pool_active, sizeof(r->pool_active));
+    if (d->interrupted)
+        return false;
+    print_store_result(d);
+    say(d, "\n  stopping the topology (every process by PID)\n");
+    stop_up(d);
+    return true;
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
+
+/* The comparison table of the architecture: each tier's way of using two servers, side by
+ * side, with this run's numbers. */
+static void print_comparison(struct demo *d)
+{
+    say(d, "\n  the comparison: both serving? failover delay? failed requests? writes lost?\n"
+           "  capacity: peak requests/s with both serving vs with one idle?\n\n");
+    say(d, "  %-6s %-15s %-9s %-10s %-9s %-7s %s\n", "tier", "mode", "both", "failover",
+        "failed", "writes", "capacity before the kill, req/s");
+    say(d, "  %-6s %-15s %-9s %-10s %-9s %-7s %s\n", "", "", "serving?", "delay, ms", "requests",
+        "lost", "(both serving, or one idle)");
+    for (int m = 0; m < NMODES; m++) {
+        const struct mode_result *r = &d->res[m];
+        if (!r->ran)
+            continue;
+        char gap[24], cap[64];
+        snprintf(gap, sizeof(gap), "%.1f", (double)r->gap_kill_us / 1000.0);
+        const char *idle = r->rps_before[1] < 1.0 ? " (B idle)" :
+                           r->rps_before[0] < 1.0 ? " (A idle)" : "";
+        snprintf(cap, sizeof(cap), "A %.0f + B %.0f%s", r->rps_before[0], r->rps_before[1], idle);
+        bool both = r->share_before[0] > 0 && r->share_before[1] > 0;
+        say(d, "  %-6s %-15s %-9s %-10s %-9llu %-7s %s\n", "app", mode_names[m],
+            both ? "yes" : "no", r->complete ? gap : "-", (unsigned long long)r->failed, "-",
+            cap);
+    }
+    const struct store_result *r = &d->sr;
+    if (r->ran) {
+        char gap[24], lost[24], cap[96];
+        snprintf(gap, sizeof(gap), "%.1f", (double)r->gap_kill_us / 1000.0);
+        if (r->balance_known) {
+            int64_t applied = r->balance_after - r->balance_before;
+            snprintf(lost, sizeof(lost), "%lld",
+                     (long long)((int64_t)r->ok > applied ? (int64_t)r->ok - applied : 0));
+        } else {
+            snprintf(lost, sizeof(lost), "?");
+        }
+        snprintf(cap, sizeof(cap), "%s %.0f writes + replica 0 (idle for writes)",
+                 r->old_primary, r->rps_before);
+        say(d, "  %-6s %-15s %-9s %-10s %-9llu %-7s %s\n", "store", "active-passive", "no",
+            r->complete ? gap : "-", (unsigned long long)r->failed, lost, cap);
+    }
+    say(d, "\n  failover delay: the longest time without a successful response after the kill.\n"
+           "  failed requests: any 5xx, reset, timeout or connect error a client saw.\n"
+           "  writes lost: balance updates acknowledged to a client but missing from the final\n"
+           "  balance (sync mode: the promoted replica held every acknowledged write).\n"
+           "  capacity: active-active uses both servers; active-passive pays for an idle one.\n");
+    if (r->ran && r->restored_ms >= 0)
+        say(d, "  redundancy: %s promoted %.2f s, %s provisioned %.2f s and in sync %.2f s after "
+               "the kill.\n",
+            r->new_primary, (double)r->promoted_ms / 1000.0, r->provisioned,
+            (double)r->provisioned_ms / 1000.0, (double)r->restored_ms / 1000.0);
+}
+
+static void print_app_table(struct demo *d);
 
 static void print_table(struct demo *d)
 {
-    say(d, "\n== what was measured, this run, this machine ================================\n\n");
+    say(d, "\n== what was measured, this run, this machine ================================\n");
+    bool any = false;
+    for (int m = 0; m < NMODES; m++)
+        any = any || d->res[m].ran;
+    if (any)
+        print_app_table(d);
+    print_comparison(d);
+}
+
+/* The stateless runs in detail. */
+static void print_app_table(struct demo *d)
+{
+    say(d, "\n  the app tier:\n");
     say(d, "  %-15s %-9s %-9s %-16s %-11s %-20s %s\n", "mode", "both", "failed",
         "longest gap, ms", "split", "req/s before kill", "A back after");
     say(d, "  %-15s %-9s %-9s %-16s %-11s %-20s %s\n", "", "serving?", "requests",
@@ -842,12 +1195,9 @@ static void print_table(struct demo *d)
         say(d, "  %-15s %-9s %-9llu %-16s %-11s %-20s %s\n", mode_names[m], both ? "yes" : "no",
             (unsigned long long)r->failed, gap, split, rps, back);
     }
-    say(d, "\n  failed requests: any 5xx, reset, timeout or connect error a client saw.\n"
-           "  longest gap: the longest time with no successful response on any connection,\n"
+    say(d, "\n  longest gap: the longest time with no successful response on any connection,\n"
            "  across the kill and over the whole run (on a busy machine, the run's longest\n"
-           "  gap may come from scheduling rather than from the failover).\n"
-           "  idle capacity: in active-passive the backup's capacity is paid for but unused\n"
-           "  until the primary fails; in active-active every server carries load.\n");
+           "  gap may come from scheduling rather than from the failover).\n");
 }
 
 /* ---- setup and teardown ---------------------------------------------------------------- */
@@ -862,7 +1212,8 @@ void demo_opts_default(struct demo_opts *o)
     o->inter_ms = 100;
     o->fall = 2;
     o->rise = 2;
-    o->modes = 3;
+    o->modes = 3 | DEMO_STORE;
+    o->store_run_ms = 8000;
     o->out = stdout;
 }
 
@@ -889,6 +1240,7 @@ static bool all_released(struct demo *d, void *arg)
 static void stop_everything(struct demo *d)
 {
     load_end(d);
+    stop_up(d);
     unsigned alive = 0;
     for (unsigned i = 0; i < d->nkids; i++) {
         if (kid_alive(d->kids[i])) {
@@ -909,10 +1261,23 @@ static void stop_everything(struct demo *d)
     for (unsigned i = 0; i < d->nkids; i++)
         free(d->kids[i]);
     d->nkids = 0;
+    d->lb = d->app[0] = d->app[1] = NULL;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    remove(path);
+    return 0;
 }
 
 static void remove_logs(struct demo *d)
 {
+    char up[PATH_MAX + 8];
+    snprintf(up, sizeof(up), "%s/up", d->dir);
+    nftw(up, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     for (unsigned i = 0; i < MAX_KIDS; i++) {
         static const char *const roles[] = {"A", "B", "lb"};
         for (size_t r = 0; r < 3; r++) {
@@ -971,18 +1336,24 @@ int demo_run(const struct demo_opts *o)
         say(d, "demo: no free loopback ports\n");
         goto out;
     }
-    say(d, "tandem demo: the stateless tier, live and measured\n\n"
-           "  Users -> load balancer -> app server A\n"
-           "                         -> app server B\n\n"
-           "  Two `tandem app` servers behind one `tandem lb`, all on 127.0.0.1, each a real\n"
-           "  process. The same load and the same fault (kill -9 of A, then a restart) are\n"
-           "  run against the two ways of using two servers. Logs: %s\n",
+    say(d, "tandem demo: the architecture, live and measured\n\n"
+           "  Users -> load balancer -> app server A -> store pool -> store primary\n"
+           "                         -> app server B                   store replica\n\n"
+           "  Every box is a real process on 127.0.0.1. First the stateless tier: two\n"
+           "  `tandem app` servers behind one `tandem lb`; the same load and the same fault\n"
+           "  (kill -9 of A, then a restart) run against the two ways of using two servers.\n"
+           "  Then the stateful tier (`tandem up`): the store primary is killed under writes.\n"
+           "  Logs: %s\n",
         d->dir);
     bool all_ok = true;
     for (int m = 0; m < NMODES && all_ok; m++) {
         if (!(o->modes & (1u << m)))
             continue;
         all_ok = run_mode(d, m);
+    }
+    if (all_ok && !d->interrupted && (o->modes & DEMO_STORE)) {
+        stop_everything(d); /* the stateless part's servers: up starts its own */
+        all_ok = run_store(d);
     }
     if (d->interrupted) {
         rc = 0;

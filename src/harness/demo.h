@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* harness/demo.h -- `tandem demo`: the stateless tier's story, live and measured. Two
+/* harness/demo.h -- `tandem demo`: the architecture's story, live and measured. Two
  * `tandem app` servers (A, B) behind a `tandem lb`, first active-active, then active-passive;
  * under load from the in-process load generator, app A is killed with SIGKILL and restarted,
  * and the demo prints what clients saw (failed requests, longest gap without a successful
- * response, traffic split, idle capacity, failback) and a comparison table at the end.
+ * response, traffic split, idle capacity, failback). Then the stateful tier: harness/up runs
+ * the whole topology, balance updates go through the app tier, the store primary is killed
+ * with SIGKILL, and the demo shows the promotion, the re-routing, the provisioned replica and
+ * the writes lost (none, in sync mode). A comparison table of the tiers ends it.
  * Every process is a child started from the same binary and is stopped by PID on the way out,
  * including after SIGINT/SIGTERM. */
 #ifndef TD_HARNESS_DEMO_H
@@ -12,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#define DEMO_STORE 4u /* the stateful tier: tandem up, the store primary killed under writes */
 
 struct demo_opts {
     const char *exe;          /* tandem binary to spawn; NULL: this process's executable */
@@ -23,7 +28,8 @@ struct demo_opts {
     uint64_t restart_at_ms;   /* restart it here (3500) */
     uint64_t inter_ms;        /* lb health check interval (100) */
     unsigned fall, rise;      /* lb health thresholds (2, 2) */
-    unsigned modes;           /* bit 0: active-active, bit 1: active-passive (both: 3) */
+    unsigned modes;           /* bit 0: active-active, bit 1: active-passive, DEMO_STORE */
+    uint64_t store_run_ms;    /* length of the store run (8000); the primary dies at kill_at_ms */
     FILE *out;                /* the story goes here (stdout) */
 };
 

@@ -95,7 +95,8 @@ def test_demo_end_to_end(procs, tmp_path):
     # through procs: if the test fails or times out, the demo gets SIGTERM and stops its
     # children (a SIGKILL would orphan them)
     demo = procs.start("demo", [TANDEM, "demo", "--run", "3s", "--kill-at", "1s",
-                                "--restart-at", "1800ms", "--log-dir", str(tmp_path / "logs")])
+                                "--restart-at", "1800ms", "--store-run", "5s",
+                                "--log-dir", str(tmp_path / "logs")])
     demo.popen.wait(timeout=120)
     out = demo.log()
     assert demo.popen.returncode == 0, out
@@ -111,7 +112,36 @@ def test_demo_end_to_end(procs, tmp_path):
         assert float(m.group(3)) <= float(m.group(4))
         assert int(m.group(2)) >= 0
     assert "(B idle)" in out
-    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
+    # the store: promotion, re-routing, a provisioned replica, nothing acknowledged lost
+    new = re.search(r">>> (\S+) is the primary now, ([\d.]+) s after the kill", out)
+    assert new, out
+    assert f"the store pool sends to {new.group(1)}" in out
+    assert re.search(r">>> redundancy restored: (\S+) in sync with " + new.group(1), out), out
+    store = re.search(r"^  store\s+active-passive\s+no\s+([\d.]+)\s+(\d+)\s+(\d+)\s+"
+                      r"(\S+) (\d+) writes", out, re.M)
+    assert store, out
+    assert int(store.group(3)) == 0  # writes lost
+    assert int(store.group(5)) > 0 and float(store.group(1)) > 0
+    app = re.search(r"^  app\s+active-active\s+yes\s+[\d.]+\s+\d+\s+-\s+A \d+ \+ B \d+$",
+                    out, re.M)
+    assert app, out
+    pids = [int(p) for p in re.findall(r"\bpid (\d+)", out)]
     assert pids
     for pid in pids:
         assert not alive(pid)
+
+
+def test_demo_sigint_during_the_store_part_stops_everything(procs, tmp_path):
+    demo = procs.start("demo", [TANDEM, "demo", "--mode", "store", "--log-dir",
+                                str(tmp_path / "logs")])
+    wait_for(lambda: "kill -9" in demo.log() and "primary now" in demo.log(), 60,
+             what="the demo to kill the store primary and promote the replica")
+    kids = children_of(demo.pid)
+    pids = [int(p) for p in re.findall(r"\bpid (\d+)", demo.log())]
+    assert len(pids) >= 7, demo.log()  # arbiter, db1, db2, lb, A, B, killed db1 again
+    demo.signal(signal.SIGINT)
+    demo.popen.wait(timeout=30)
+    assert demo.popen.returncode == 0, demo.log()
+    assert "stopping the demo" in demo.log()
+    for pid in set(kids + pids):
+        assert not alive(pid), f"process {pid} still running after the demo exited"
