@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,7 +159,8 @@ struct wal {
     wal_snapshot_cb snap_cb;
     void *snap_ud;
 
-    uint64_t commits, syncs, last_sync_us, snapshots, last_snapshot_ms, last_snapshot_wall_ms;
+    uint64_t commits, syncs, inline_syncs, last_sync_us, snapshots, last_snapshot_ms,
+        last_snapshot_wall_ms;
     int last_snapshot_status;
 
     wal_close_cb close_cb;
@@ -1004,6 +1006,32 @@ static void after_work_cb(uv_work_t *req, int status)
     job_done(w);
 }
 
+/* True when no I/O event is ready for the loop: its epoll descriptor, which is readable while
+ * any descriptor in its set is ready, polls empty. One poll(2) with no wait. */
+static bool loop_has_no_events(uv_loop_t *loop)
+{
+    struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    int r = poll(&p, 1, 0);
+    return r == 0;
+}
+
+/* Decides where the job just prepared in w->job runs: true for an fsync=always batch that opens
+ * no segment, tops up no preallocation and is not the final one of a close, while the loop has
+ * no event waiting (opt.sync_inline_when_idle): nothing would be served during the fdatasync
+ * anyway, and doing it here saves the hand-off to a pool thread and the wake-up back. */
+static bool sync_inline(const struct wal *w)
+{
+    const struct wal_job *j = &w->job;
+    if (!w->opt.sync_inline_when_idle || w->opt.fsync != WAL_FSYNC_ALWAYS || w->closing ||
+        j->rots.n > 0 || j->fd < 0)
+        return false;
+    if (j->prealloc > 0 && j->zero_end < j->off + j->data.len + j->prealloc / 2)
+        return false; /* this batch writes up to 1 MiB of zeros: not on the loop */
+    return loop_has_no_events(w->loop);
+}
+
 static void dispatch(struct wal *w)
 {
     TD_ASSERT(!w->busy);
@@ -1030,11 +1058,14 @@ static void dispatch(struct wal *w)
     j->synced = false;
     j->synced_upto = 0;
     w->busy = true;
-    /* A plain write runs inline (see the header); syncs and segment switches go to the pool. */
-    if (w->loop && (j->sync || j->rots.n > 0)) {
+    /* A plain write runs inline (see the header); syncs and segment switches go to the pool,
+     * except an fsync=always batch when the loop has nothing else to do. */
+    if (w->loop && (j->sync || j->rots.n > 0) && !sync_inline(w)) {
         w->work.data = w;
         uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
     } else {
+        if (j->sync && w->loop)
+            w->inline_syncs++;
         run_job(j);
         job_done(w);
     }
@@ -1185,6 +1216,7 @@ void wal_get_stats(const struct wal *w, struct wal_stats *st)
     st->pending_bytes = w->pending.len;
     st->commits = w->commits;
     st->syncs = w->syncs;
+    st->inline_syncs = w->inline_syncs;
     st->last_sync_us = w->last_sync_us;
     st->snapshots = w->snapshots;
     st->snapshot_running = w->child > 0;

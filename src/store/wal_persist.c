@@ -179,10 +179,11 @@ static void ops_info(void *ud, struct buf *o)
                "\r\ntandem_durable_lsn:%" PRIu64 "\r\ntandem_first_lsn:%" PRIu64
                "\r\ntandem_log_bytes:%" PRIu64 "\r\ntandem_log_segments:%" PRIu64
                "\r\ntandem_log_commits:%" PRIu64 "\r\ntandem_log_syncs:%" PRIu64
-               "\r\ntandem_log_last_sync_us:%" PRIu64 "\r\ntandem_log_error:%s\r\n",
+               "\r\ntandem_log_inline_syncs:%" PRIu64 "\r\ntandem_log_last_sync_us:%" PRIu64
+               "\r\ntandem_log_error:%s\r\n",
                wal_fsync_name(st.fsync), wp->term, st.last_lsn, st.written_lsn, st.durable_lsn,
                wal_first_lsn(wp->wal), st.log_bytes, st.segments, st.commits, st.syncs,
-               st.last_sync_us, st.io_error ? td_errname(st.io_error) : "none");
+               st.inline_syncs, st.last_sync_us, st.io_error ? td_errname(st.io_error) : "none");
     buf_printf(o,
                "tandem_snapshot_lsn:%" PRIu64 "\r\ntandem_snapshot_term:%" PRIu64
                "\r\ntandem_snapshot_bytes:%" PRIu64 "\r\ntandem_snapshot_in_progress:%d"
@@ -279,6 +280,7 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     o.gather_ms = GATHER_MS;
     o.gather_min_sync_us = GATHER_MIN_SYNC_US;
     o.prealloc_bytes = cfg->fsync == WAL_FSYNC_ALWAYS ? PREALLOC_BYTES : 0;
+    o.sync_inline_when_idle = true;
     o.on_durable = on_durable;
     o.on_written = on_written;
     o.on_error = on_error;

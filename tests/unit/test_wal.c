@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <inttypes.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/err.h"
@@ -1453,6 +1455,76 @@ static void test_always_gathers_the_next_batch(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void poll_noop(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)status;
+    (void)events;
+}
+
+/* fsync=always with sync_inline_when_idle: a batch committed while the loop has no event
+ * waiting is written and fdatasynced inside wal_commit; one that opens a segment, or committed
+ * while an event is ready (a readable socket here), goes to the thread pool. Without the option
+ * every sync goes to the pool. */
+static void test_always_syncs_inline_when_idle(void **state)
+{
+    (void)state;
+    for (int on = 1; on >= 0; on--) {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct written_ctx c;
+        memset(&c, 0, sizeof(c));
+        struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+        o.sync_inline_when_idle = on;
+        written_open(&o, &loop, &c);
+        struct wal_stats st;
+        /* The first batch opens the first segment: pool. */
+        for (uint64_t lsn = 1; lsn <= 5; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, 0);
+        while (c.durable_max < 5 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        /* Nothing waits for the loop: inline (with the option). */
+        for (uint64_t lsn = 6; lsn <= 8; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, on ? 8 : 5);
+        assert_int_equal(c.on_disk_at_written, on ? 8 : 5);
+        while (c.durable_max < 8 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.inline_syncs, on ? 1 : 0);
+        assert_int_equal(st.syncs, 2);
+        /* A readable socket is waiting for the loop: pool. */
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        uv_poll_t ph;
+        uv_poll_init(&loop, &ph, sv[0]);
+        uv_poll_start(&ph, UV_READABLE, poll_noop);
+        assert_int_equal(write(sv[1], "x", 1), 1);
+        uv_run(&loop, UV_RUN_NOWAIT); /* registers the socket with epoll; it stays readable */
+        for (uint64_t lsn = 9; lsn <= 10; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, 8);
+        uv_close((uv_handle_t *)&ph, NULL);
+        while (c.durable_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.inline_syncs, on ? 1 : 0);
+        assert_int_equal(st.durable_lsn, 10);
+        wal_close(c.w, wr_closed, &c);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_true(c.closed);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        close(sv[0]);
+        close(sv[1]);
+        tu_rmtree(dir);
+        dir = tu_mkdtemp();
+    }
+}
+
 static void snap_done(void *ud, int status, uint64_t lsn)
 {
     struct loop_ctx *c = ud;
@@ -1565,6 +1637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_written_always_and_sync_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_everysec_sync_and_write_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_always_gathers_the_next_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_always_syncs_inline_when_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
     };
