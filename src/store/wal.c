@@ -761,6 +761,39 @@ static size_t drop_obsolete(struct wal *w)
     return drop;
 }
 
+/* After a snapshot at snap_lsn: when every record of the current (last) segment is covered by
+ * it -- nothing was appended since the snapshot started, everything is written, no job owns the
+ * fd -- the segment is deleted too, so a snapshot leaves no log behind it (a SAVE on an idle
+ * server used to keep the whole current segment, up to 64 MiB). The snapshot started a
+ * rotation, so the next record opens a new segment named snap_lsn + 1; wal_read of an lsn at or
+ * before snap_lsn then says -ENOENT (send the snapshot), as for any compacted segment. The
+ * records are durable in the snapshot, so the durable lsn moves up to snap_lsn. Returns true
+ * when the segment went. */
+static bool drop_covered_current(struct wal *w)
+{
+    if (w->nsegs != 1 || w->snap_lsn == 0 || w->busy || w->closing || w->err ||
+        w->pending.len > 0 || w->pending_rots.n > 0 || !w->want_rotate)
+        return false;
+    if (w->next_lsn - 1 != w->snap_lsn || w->written_lsn != w->snap_lsn ||
+        w->segs[0].first_lsn > w->snap_lsn)
+        return false;
+    char path[4096];
+    seg_path(w, w->segs[0].first_lsn, path, sizeof(path));
+    /* The everysec sync job may hold a dup of the fd: it syncs an unlinked file, harmlessly. */
+    fsio_close(w->fd);
+    w->fd = -1;
+    w->off = w->zero_end = 0;
+    w->cur_seg_bytes = 0;
+    w->nsegs = 0;
+    fsio_unlink(path);
+    if (w->durable_lsn < w->snap_lsn) {
+        w->durable_lsn = w->snap_lsn;
+        if (w->opt.on_durable)
+            w->opt.on_durable(w->opt.ud, w->durable_lsn);
+    }
+    return true;
+}
+
 /* ---- write path ---- */
 
 static void set_error(struct wal *w, int e)
@@ -991,6 +1024,8 @@ static void job_done(struct wal *w)
     w->commit_wanted = false;
     if (w->closing)
         finish_close(w);
+    else if (w->snap_lsn > 0 && w->written_lsn == w->snap_lsn)
+        drop_covered_current(w); /* the snapshot's own last records just got written */
 }
 
 static void work_cb(uv_work_t *req)
@@ -1285,6 +1320,7 @@ static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, u
         w->snap_bytes = bytes;
         w->snapshots++;
         size_t drop = drop_obsolete(w);
+        drop += drop_covered_current(w);
         log_notice("wal", "snapshot saved",
                    "lsn=%" PRIu64 " term=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64
                    " segments_removed=%zu",

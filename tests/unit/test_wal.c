@@ -307,6 +307,8 @@ static void test_dir_lock(void **state)
     wal_close(b, NULL, NULL);
 }
 
+static int collect_lsn(void *ud, const struct walrec *rec);
+
 static void test_rotation_and_snapshot(void **state)
 {
     (void)state;
@@ -355,10 +357,24 @@ static void test_rotation_and_snapshot(void **state)
     assert_int_equal(rep.snapshot_items, NKEYS);
     assert_int_equal(rep.records, 10);
     assert_string_equal(rep.warning, "");
-    /* A second snapshot (the blocking form) replaces the first. */
+    /* A second snapshot (the blocking form) replaces the first. It covers every record of the
+     * current segment (nothing was appended after it), so that segment goes too: no log is left
+     * behind the snapshot, and the records before it are compacted for readers. */
     lv.lsn = 210;
+    assert_int_equal(count_files("wal-"), 1);
     assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
     assert_int_equal(count_files("snap-"), 1);
+    assert_int_equal(count_files("wal-"), 0);
+    wal_get_stats(w, &st);
+    assert_int_equal(st.segments, 0);
+    assert_int_equal(st.log_bytes, 0);
+    assert_int_equal(wal_first_lsn(w), 211);
+    assert_int_equal(wal_read(w, 205, 1 << 20, collect_lsn, NULL), -ENOENT);
+    assert_int_equal(wal_read(w, 211, 1 << 20, collect_lsn, NULL), 0);
+    uint64_t term;
+    assert_int_equal(wal_term_at(w, 210, &term), 0);
+    assert_int_equal(term, term_of(210));
+    assert_int_equal(wal_term_at(w, 209, &term), -ENOENT);
     wal_close(w, NULL, NULL);
     w = open_recover(&o, NULL, &last, &rep, NULL);
     assert_int_equal(last, 210);
@@ -366,8 +382,30 @@ static void test_rotation_and_snapshot(void **state)
     assert_int_equal(rep.records, 0);
     assert_int_equal(append_op(w, 211), 0);
     wal_close(w, NULL, NULL);
+    seg_file(p, sizeof(p), 211);
+    assert_true(tu_size(p) > 0);
     w = open_recover(&o, NULL, &last, &rep, NULL);
     assert_int_equal(last, 211);
+    /* Records appended before a snapshot but not yet written when it ends: the segment stays
+     * until they are written, then goes. */
+    assert_int_equal(append_op(w, 212), 0);
+    assert_int_equal(append_op(w, 213), 0);
+    lv.lsn = 213;
+    assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
+    assert_int_equal(count_files("wal-"), 1);
+    assert_int_equal(wal_commit(w), 0);
+    assert_int_equal(count_files("wal-"), 0);
+    assert_int_equal(t.durable_max, 213);
+    /* A record after the snapshot opens a new segment named after it. */
+    assert_int_equal(append_op(w, 214), 0);
+    assert_int_equal(wal_commit(w), 0);
+    assert_int_equal(count_files("wal-"), 1);
+    assert_int_equal(wal_first_lsn(w), 214);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 214);
+    assert_int_equal(rep.snapshot_lsn, 213);
+    assert_int_equal(rep.records, 1);
     wal_close(w, NULL, NULL);
 }
 
