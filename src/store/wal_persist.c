@@ -205,8 +205,42 @@ static void ops_info(void *ud, struct buf *o)
         wp->rep.truncated_bytes, wp->rep.elapsed_ms);
 }
 
+static void snapshot_done(void *ud, int status, uint64_t lsn);
+
+/* BGSAVE: a fork()ed snapshot, as the automatic ones (Redis's BGSAVE). */
+static int ops_bgsave(void *ud, char *err, size_t errlen)
+{
+    struct wal_persist *wp = ud;
+    if (wal_snapshot_running(wp->wal)) {
+        snprintf(err, errlen, "Background save already in progress");
+        return -EBUSY;
+    }
+    wp->dirty_at_snapshot = wp->db->dirty;
+    int r = wal_snapshot_start(wp->wal, persist_snapshot_iterate, wp->db, snapshot_done, wp);
+    if (r == -EBUSY) {
+        snprintf(err, errlen, "Background save already in progress");
+        return r;
+    }
+    if (r != 0) {
+        snprintf(err, errlen, "cannot start a snapshot: %s", td_strerror(r));
+        log_warn("persist", "BGSAVE failed", "err=%s", td_strerror(r));
+        return r;
+    }
+    wp->saves++;
+    log_notice("persist", "BGSAVE started", "lsn=%" PRIu64, wal_last_lsn(wp->wal));
+    return 0;
+}
+
+/* LASTSAVE: the last successful snapshot (or the start), Unix seconds. */
+static int64_t ops_lastsave(void *ud)
+{
+    struct wal_persist *wp = ud;
+    return wp->last_save_wall_ms / 1000;
+}
+
 /* The table the server calls; ud is the struct wal_persist. */
-const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush, ops_save, ops_info};
+const struct persist_ops wal_persist_ops = {ops_bind,  ops_append, ops_flush,   ops_save,
+                                            ops_info,  ops_bgsave, ops_lastsave};
 
 /* snapshot_load_fn for recovery: persist_snapshot_load, counting the keys (items other than
  * hints and records) for INFO's rdb_last_load_keys_loaded. */
