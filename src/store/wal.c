@@ -31,6 +31,15 @@
  * (that took at least opt.gather_min_sync_us) the next batch waits until as many records are
  * buffered as the finished batch held (plus what was already waiting), or gather_ms passed:
  * one group, one fdatasync per round trip.
+ * Syncs on the loop thread (fsync=always, opt.sync_inline_when_idle): when the loop has no
+ * event waiting at commit time, the batch is written and fdatasynced right there, as Redis
+ * does, saving the hand-off to a pool thread and the wake-up back. Requests that arrive during
+ * such a sync stay unread until it ends, so the gathering that follows also counts one record
+ * per descriptor ready at that point. Even so, on a disk whose fdatasync takes milliseconds
+ * the loop gathers better while a pool thread syncs (measured with 50 clients: 28 instead of
+ * 33-36 records per fdatasync, 20-35% less throughput), so a batch syncs inline only while the
+ * last fdatasync was fast (below opt.gather_min_sync_us, when gathering does not apply): there
+ * the hand-off is a larger share of the cost and the loop has little to read meanwhile.
  * Only the job touches the segment fd while it is in flight; one job at a time keeps bytes in
  * lsn order. A segment is closed only after an fdatasync, so a later segment never exists
  * next to a torn earlier one: corruption that is not at the very end is real corruption.
@@ -51,6 +60,7 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +115,7 @@ struct wal_job {
     bool synced;          /* out: fdatasync of everything done */
     uint64_t synced_upto; /* out: last lsn of the last segment closed (and synced) */
     uint64_t us;          /* out: duration */
+    bool ran_inline;      /* it synced on the loop thread */
 };
 
 struct wal {
@@ -943,6 +954,29 @@ static void run_job(struct wal_job *j)
 
 static void finish_close(struct wal *w);
 
+/* True when no I/O event is ready for the loop: its epoll descriptor, which is readable while
+ * any descriptor in its set is ready, polls empty. One poll(2) with no wait. */
+static bool loop_has_no_events(uv_loop_t *loop)
+{
+    struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    int r = poll(&p, 1, 0);
+    return r == 0;
+}
+
+/* Counts the descriptors ready for the loop (up to 256), without consuming anything: libuv's
+ * epoll set is level-triggered, so what epoll_wait reports here it reports again to the loop.
+ * Used after an fdatasync on the loop thread: the clients whose requests arrived during it
+ * are still unread, and the next batch should wait for them as well (see gathering). */
+static uint64_t loop_ready_count(uv_loop_t *loop)
+{
+    struct epoll_event ev[256];
+    int n = epoll_wait(uv_backend_fd(loop), ev, 256, 0);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+
 /* Stops gathering and starts the batch that waited, if any. */
 static void gather_end(struct wal *w)
 {
@@ -1006,9 +1040,12 @@ static void job_done(struct wal *w)
         buf_free(&j->data);
     if (w->err == 0 && !w->closing && j->synced && w->loop && w->opt.gather_ms > 0 &&
         j->us >= w->opt.gather_min_sync_us) {
-        /* Let the clients this sync released come back before the next batch starts. */
+        /* Let the clients this sync released come back before the next batch starts. After
+         * a sync on the loop thread, the requests that arrived during it are still unread:
+         * wait for those clients too (about one record per ready descriptor). */
+        uint64_t waiting = j->ran_inline ? loop_ready_count(w->loop) : 0;
         w->gathering = true;
-        w->gather_target = w->pending_records + j->records;
+        w->gather_target = w->pending_records + j->records + waiting;
         uv_timer_start(&w->gather_timer, gather_timer_cb, w->opt.gather_ms, 0);
         if (w->pending_records >= w->gather_target)
             gather_end(w);
@@ -1041,17 +1078,6 @@ static void after_work_cb(uv_work_t *req, int status)
     job_done(w);
 }
 
-/* True when no I/O event is ready for the loop: its epoll descriptor, which is readable while
- * any descriptor in its set is ready, polls empty. One poll(2) with no wait. */
-static bool loop_has_no_events(uv_loop_t *loop)
-{
-    struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
-    if (p.fd < 0)
-        return false;
-    int r = poll(&p, 1, 0);
-    return r == 0;
-}
-
 /* Decides where the job just prepared in w->job runs: true for an fsync=always batch that opens
  * no segment, tops up no preallocation and is not the final one of a close, while the loop has
  * no event waiting (opt.sync_inline_when_idle): nothing would be served during the fdatasync
@@ -1062,8 +1088,11 @@ static bool sync_inline(const struct wal *w)
     if (!w->opt.sync_inline_when_idle || w->opt.fsync != WAL_FSYNC_ALWAYS || w->closing ||
         j->rots.n > 0 || j->fd < 0)
         return false;
+
     if (j->prealloc > 0 && j->zero_end < j->off + j->data.len + j->prealloc / 2)
         return false; /* this batch writes up to 1 MiB of zeros: not on the loop */
+    if (w->opt.sync_inline_max_us > 0 && w->last_sync_us >= w->opt.sync_inline_max_us)
+        return false; /* slow syncs: the loop should read (and gather) during the next one */
     return loop_has_no_events(w->loop);
 }
 
@@ -1092,6 +1121,7 @@ static void dispatch(struct wal *w)
     j->err = 0;
     j->synced = false;
     j->synced_upto = 0;
+    j->ran_inline = false;
     w->busy = true;
     /* A plain write runs inline (see the header); syncs and segment switches go to the pool,
      * except an fsync=always batch when the loop has nothing else to do. */
@@ -1099,8 +1129,10 @@ static void dispatch(struct wal *w)
         w->work.data = w;
         uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
     } else {
-        if (j->sync && w->loop)
+        if (j->sync && w->loop) {
             w->inline_syncs++;
+            j->ran_inline = true;
+        }
         run_job(j);
         job_done(w);
     }

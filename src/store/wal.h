@@ -87,8 +87,12 @@ struct wal_options {
      * for the loop (its epoll set has nothing ready: no client input, no thread-pool
      * completion), as Redis does in its event loop; else on the thread pool, so the loop keeps
      * serving during the sync. The hand-off costs two thread wake-ups per batch that a loop
-     * with nothing else to do has no use for. */
+     * with nothing else to do has no use for. Gathering after an inline sync also waits for
+     * one record per descriptor that became ready during it (requests not read yet). */
     bool sync_inline_when_idle;
+    /* ... and only while the last fdatasync took less than this (0: no limit): with slower
+     * syncs the loop gathers the next batch better while a pool thread syncs. */
+    uint64_t sync_inline_max_us;
 };
 
 struct wal_recovery {

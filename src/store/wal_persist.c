@@ -315,6 +315,7 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     o.gather_min_sync_us = GATHER_MIN_SYNC_US;
     o.prealloc_bytes = cfg->fsync == WAL_FSYNC_ALWAYS ? PREALLOC_BYTES : 0;
     o.sync_inline_when_idle = true;
+    o.sync_inline_max_us = GATHER_MIN_SYNC_US;
     o.on_durable = on_durable;
     o.on_written = on_written;
     o.on_error = on_error;
