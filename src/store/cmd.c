@@ -694,8 +694,8 @@ static const struct cmd_def command_subs[] = {
 static const struct cmd_def table[] = {
     {"append", cmd_data_append, 3, W, "string", "Append a value to a key", NULL, 0},
     {"auth", cmd_auth, -2, CMD_NOAUTH | F, "connection", "Authenticate to the server", NULL, 0},
-    {"bgsave", cmd_bgsave, -1, CMD_ADMIN, "server", "Asynchronously save the dataset to disk",
-     NULL, 0},
+    {"bgsave", cmd_bgsave, -1, CMD_ADMIN, "server", "Asynchronously save the dataset to disk", NULL,
+     0},
     {"client", NULL, -2, 0, "connection", "A container for client connection commands",
      SUBS(client_subs)},
     {"command", cmd_command, -1, CMD_LOADING, "server", "Get array of command details",

@@ -264,7 +264,7 @@ static int64_t ops_lastsave(void *ud)
     return wal_persist_ops.lastsave(n->wp);
 }
 
-const struct persist_ops repl_node_persist_ops = {ops_bind, ops_append, ops_flush,  ops_save,
+const struct persist_ops repl_node_persist_ops = {ops_bind, ops_append, ops_flush,   ops_save,
                                                   ops_info, ops_bgsave, ops_lastsave};
 
 /* --- the write gate and the release point --- */

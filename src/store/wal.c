@@ -976,7 +976,6 @@ static uint64_t loop_ready_count(uv_loop_t *loop)
     return n > 0 ? (uint64_t)n : 0;
 }
 
-
 /* Stops gathering and starts the batch that waited, if any. */
 static void gather_end(struct wal *w)
 {

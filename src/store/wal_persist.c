@@ -239,8 +239,8 @@ static int64_t ops_lastsave(void *ud)
 }
 
 /* The table the server calls; ud is the struct wal_persist. */
-const struct persist_ops wal_persist_ops = {ops_bind,  ops_append, ops_flush,   ops_save,
-                                            ops_info,  ops_bgsave, ops_lastsave};
+const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush,   ops_save,
+                                            ops_info, ops_bgsave, ops_lastsave};
 
 /* snapshot_load_fn for recovery: persist_snapshot_load, counting the keys (items other than
  * hints and records) for INFO's rdb_last_load_keys_loaded. */

@@ -342,8 +342,7 @@ static void test_bgsave_and_lastsave(void **state)
     assert_string_equal(run(&r, "BGSAVE"), "+Background saving started\r\n");
     /* The child is reaped by a loop timer: until the loop runs it counts as running. */
     assert_string_equal(run(&r, "BGSAVE"), "-ERR Background save already in progress\r\n");
-    assert_string_equal(run(&r, "BGSAVE SCHEDULE"),
-                        "-ERR Background save already in progress\r\n");
+    assert_string_equal(run(&r, "BGSAVE SCHEDULE"), "-ERR Background save already in progress\r\n");
     struct wal *w = wal_persist_wal(r.wp);
     struct wal_stats st;
     uv_timer_t t;
