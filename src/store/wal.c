@@ -796,6 +796,7 @@ static bool drop_covered_current(struct wal *w)
     w->off = w->zero_end = 0;
     w->cur_seg_bytes = 0;
     w->nsegs = 0;
+    w->nrpos = 0; /* wal_read's remembered positions pointed into it */
     fsio_unlink(path);
     if (w->durable_lsn < w->snap_lsn) {
         w->durable_lsn = w->snap_lsn;
