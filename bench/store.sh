@@ -124,6 +124,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TAND
 echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians"
 for fsync in "${fsync_list[@]}"; do
     for run in $(seq 1 "$runs"); do
+        echo "# load run=$run fsync=$fsync $(uptime | sed -E 's/.*(load average)/\1/')"
         read -r tport tpid < <(start_server tandem "$fsync")
         read -r rport rpid < <(start_server redis "$fsync")
         i=0

@@ -516,6 +516,37 @@ static void cmd_save(struct call *c)
     reply_ok(c->out);
 }
 
+/* BGSAVE [SCHEDULE]: Redis's replies. SCHEDULE only matters in Redis when a child of another
+ * kind (an AOF rewrite) runs; tandem's only child is the snapshot, so it changes nothing. */
+static void cmd_bgsave(struct call *c)
+{
+    struct db *db = c->db;
+    if (c->argc > 2 || (c->argc == 2 && !arg_is(c->argv[1], "schedule"))) {
+        reply_err(c->out, ERR_SYNTAX);
+        return;
+    }
+    if (db->pops == NULL || db->pops->bgsave == NULL) {
+        reply_err(c->out, "ERR BGSAVE is not available: this server runs without persistence");
+        return;
+    }
+    char err[256] = "";
+    if (db->pops->bgsave(db->pud, err, sizeof(err)) != 0) {
+        resp_add_errorf(c->out, "ERR %s", err[0] ? err : "snapshot failed");
+        return;
+    }
+    ADD_LIT(c->out, "+Background saving started\r\n");
+}
+
+/* LASTSAVE: Unix time of the last successful snapshot, as Redis (its start time before any). */
+static void cmd_lastsave(struct call *c)
+{
+    struct db *db = c->db;
+    int64_t t = db->start_wall_ms / 1000;
+    if (db->pops && db->pops->lastsave)
+        t = db->pops->lastsave(db->pud);
+    resp_add_int(c->out, t);
+}
+
 /* --- CONFIG --- */
 
 struct cfg_pair {
@@ -663,6 +694,8 @@ static const struct cmd_def command_subs[] = {
 static const struct cmd_def table[] = {
     {"append", cmd_data_append, 3, W, "string", "Append a value to a key", NULL, 0},
     {"auth", cmd_auth, -2, CMD_NOAUTH | F, "connection", "Authenticate to the server", NULL, 0},
+    {"bgsave", cmd_bgsave, -1, CMD_ADMIN, "server", "Asynchronously save the dataset to disk", NULL,
+     0},
     {"client", NULL, -2, 0, "connection", "A container for client connection commands",
      SUBS(client_subs)},
     {"command", cmd_command, -1, CMD_LOADING, "server", "Get array of command details",
@@ -712,6 +745,8 @@ static const struct cmd_def table[] = {
     {"info", cmd_info, -1, CMD_LOADING, "server", "Get information and statistics about the server",
      NULL, 0},
     {"keys", cmd_data_keys, 2, R, "generic", "Find all keys matching the given pattern", NULL, 0},
+    {"lastsave", cmd_lastsave, 1, F | CMD_LOADING, "server",
+     "Get the UNIX time stamp of the last successful save to disk", NULL, 0},
     {"mget", cmd_data_mget, -2, R | F, "string", "Get the values of all the given keys", NULL, 0},
     {"mset", cmd_data_mset, -3, W | REC, "string", "Set multiple keys to multiple values", NULL, 0},
     {"persist", cmd_data_persist, 2, W | F | REC, "generic", "Remove the expiration from a key",

@@ -77,6 +77,13 @@ struct persist_ops {
     int (*save)(void *ud, char *err, size_t errlen);
     /* Appends "name:value\r\n" lines to INFO's persistence section. May be NULL. */
     void (*info)(void *ud, struct buf *out);
+    /* The BGSAVE command: start a snapshot in the background (the loop keeps serving). Returns
+     * 0 once started, or a negative code after writing a one-line reason into err (-EBUSY:
+     * "Background save already in progress"). NULL: BGSAVE replies with an error. */
+    int (*bgsave)(void *ud, char *err, size_t errlen);
+    /* The LASTSAVE command: Unix time in seconds of the last successful snapshot (the start
+     * time when there was none since). NULL: the server's start time. */
+    int64_t (*lastsave)(void *ud);
 };
 
 /* --- Entry points the store offers the persistence layer (implemented in store/persist.c) --- */

@@ -252,8 +252,20 @@ static void ops_info(void *ud, struct buf *out)
     wal_persist_ops.info(n->wp, out);
 }
 
-const struct persist_ops repl_node_persist_ops = {ops_bind, ops_append, ops_flush, ops_save,
-                                                  ops_info};
+static int ops_bgsave(void *ud, char *err, size_t errlen)
+{
+    struct repl_node *n = ud;
+    return wal_persist_ops.bgsave(n->wp, err, errlen);
+}
+
+static int64_t ops_lastsave(void *ud)
+{
+    struct repl_node *n = ud;
+    return wal_persist_ops.lastsave(n->wp);
+}
+
+const struct persist_ops repl_node_persist_ops = {ops_bind, ops_append, ops_flush,   ops_save,
+                                                  ops_info, ops_bgsave, ops_lastsave};
 
 /* --- the write gate and the release point --- */
 

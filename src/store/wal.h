@@ -82,6 +82,17 @@ struct wal_options {
      * used), so that an fdatasync after a record changes no file size and flushes data only;
      * recovery reads zeros after the last record as padding. Worth it with fsync=always. 0: off. */
     uint64_t prealloc_bytes;
+    /* fsync=always with a loop: a batch that opens no segment and needs no preallocation is
+     * written and fdatasynced on the loop thread when, at commit time, no I/O event is waiting
+     * for the loop (its epoll set has nothing ready: no client input, no thread-pool
+     * completion), as Redis does in its event loop; else on the thread pool, so the loop keeps
+     * serving during the sync. The hand-off costs two thread wake-ups per batch that a loop
+     * with nothing else to do has no use for. Gathering after an inline sync also waits for
+     * one record per descriptor that became ready during it (requests not read yet). */
+    bool sync_inline_when_idle;
+    /* ... and only while the last fdatasync took less than this (0: no limit): with slower
+     * syncs the loop gathers the next batch better while a pool thread syncs. */
+    uint64_t sync_inline_max_us;
 };
 
 struct wal_recovery {
@@ -101,6 +112,7 @@ struct wal_stats {
     uint64_t segments;
     uint64_t pending_bytes;  /* appended, not yet handed to a write */
     uint64_t commits, syncs; /* write jobs, fdatasyncs */
+    uint64_t inline_syncs;   /* fdatasyncs of batches done on the loop thread */
     uint64_t last_sync_us;   /* duration of the last write+fdatasync job */
     uint64_t snapshots;      /* completed */
     bool snapshot_running;

@@ -179,10 +179,11 @@ static void ops_info(void *ud, struct buf *o)
                "\r\ntandem_durable_lsn:%" PRIu64 "\r\ntandem_first_lsn:%" PRIu64
                "\r\ntandem_log_bytes:%" PRIu64 "\r\ntandem_log_segments:%" PRIu64
                "\r\ntandem_log_commits:%" PRIu64 "\r\ntandem_log_syncs:%" PRIu64
-               "\r\ntandem_log_last_sync_us:%" PRIu64 "\r\ntandem_log_error:%s\r\n",
+               "\r\ntandem_log_inline_syncs:%" PRIu64 "\r\ntandem_log_last_sync_us:%" PRIu64
+               "\r\ntandem_log_error:%s\r\n",
                wal_fsync_name(st.fsync), wp->term, st.last_lsn, st.written_lsn, st.durable_lsn,
                wal_first_lsn(wp->wal), st.log_bytes, st.segments, st.commits, st.syncs,
-               st.last_sync_us, st.io_error ? td_errname(st.io_error) : "none");
+               st.inline_syncs, st.last_sync_us, st.io_error ? td_errname(st.io_error) : "none");
     buf_printf(o,
                "tandem_snapshot_lsn:%" PRIu64 "\r\ntandem_snapshot_term:%" PRIu64
                "\r\ntandem_snapshot_bytes:%" PRIu64 "\r\ntandem_snapshot_in_progress:%d"
@@ -204,8 +205,42 @@ static void ops_info(void *ud, struct buf *o)
         wp->rep.truncated_bytes, wp->rep.elapsed_ms);
 }
 
+static void snapshot_done(void *ud, int status, uint64_t lsn);
+
+/* BGSAVE: a fork()ed snapshot, as the automatic ones (Redis's BGSAVE). */
+static int ops_bgsave(void *ud, char *err, size_t errlen)
+{
+    struct wal_persist *wp = ud;
+    if (wal_snapshot_running(wp->wal)) {
+        snprintf(err, errlen, "Background save already in progress");
+        return -EBUSY;
+    }
+    wp->dirty_at_snapshot = wp->db->dirty;
+    int r = wal_snapshot_start(wp->wal, persist_snapshot_iterate, wp->db, snapshot_done, wp);
+    if (r == -EBUSY) {
+        snprintf(err, errlen, "Background save already in progress");
+        return r;
+    }
+    if (r != 0) {
+        snprintf(err, errlen, "cannot start a snapshot: %s", td_strerror(r));
+        log_warn("persist", "BGSAVE failed", "err=%s", td_strerror(r));
+        return r;
+    }
+    wp->saves++;
+    log_notice("persist", "BGSAVE started", "lsn=%" PRIu64, wal_last_lsn(wp->wal));
+    return 0;
+}
+
+/* LASTSAVE: the last successful snapshot (or the start), Unix seconds. */
+static int64_t ops_lastsave(void *ud)
+{
+    struct wal_persist *wp = ud;
+    return wp->last_save_wall_ms / 1000;
+}
+
 /* The table the server calls; ud is the struct wal_persist. */
-const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush, ops_save, ops_info};
+const struct persist_ops wal_persist_ops = {ops_bind, ops_append, ops_flush,   ops_save,
+                                            ops_info, ops_bgsave, ops_lastsave};
 
 /* snapshot_load_fn for recovery: persist_snapshot_load, counting the keys (items other than
  * hints and records) for INFO's rdb_last_load_keys_loaded. */
@@ -279,6 +314,8 @@ int wal_persist_open(const char *dir, const struct wal_persist_config *cfg, uv_l
     o.gather_ms = GATHER_MS;
     o.gather_min_sync_us = GATHER_MIN_SYNC_US;
     o.prealloc_bytes = cfg->fsync == WAL_FSYNC_ALWAYS ? PREALLOC_BYTES : 0;
+    o.sync_inline_when_idle = true;
+    o.sync_inline_max_us = GATHER_MIN_SYNC_US;
     o.on_durable = on_durable;
     o.on_written = on_written;
     o.on_error = on_error;

@@ -36,7 +36,7 @@ static void rec_flush(void *ud)
     (void)ud;
 }
 
-static const struct persist_ops rec_ops = {NULL, rec_append, rec_flush, NULL, NULL};
+static const struct persist_ops rec_ops = {NULL, rec_append, rec_flush, NULL, NULL, NULL, NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

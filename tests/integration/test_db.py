@@ -94,6 +94,9 @@ def test_in_memory_mode(procs):
     assert r.info("persistence")["aof_enabled"] == 0
     with pytest.raises(redis.ResponseError, match="SAVE is not available"):
         r.execute_command("SAVE")
+    with pytest.raises(redis.ResponseError, match="BGSAVE is not available"):
+        r.execute_command("BGSAVE")
+    assert abs(r.lastsave().timestamp() - time.time()) < 60  # the start time, as Redis
     assert db.stop() == 0
     assert not os.path.exists(procs.tmp / "db-data")
 
@@ -203,6 +206,13 @@ def test_server_commands_with_redis_py(procs):
         r.execute_command("SELECT", 1)
     assert r.execute_command("SAVE") is True
     assert r.info("persistence")["rdb_saves"] == 1
+    saved = r.lastsave()
+    assert abs(saved.timestamp() - time.time()) < 60
+    assert r.bgsave() is True  # redis-py checks the "Background saving started" status
+    wait_for(lambda: r.info("persistence")["rdb_bgsave_in_progress"] == 0
+             and r.info("persistence")["rdb_saves"] == 2, 20, what="BGSAVE to finish")
+    assert r.info("persistence")["rdb_last_bgsave_status"] == "ok"
+    assert r.lastsave() >= saved
     with pytest.raises(redis.ResponseError, match="unknown command 'FROB'"):
         r.execute_command("FROB", "x")
     hello = r.execute_command("HELLO", 2)
@@ -329,7 +339,8 @@ COMPAT_SCRIPT = [
     ["COMMAND", "foo"], ["COMMAND", "count", "x"], ["COMMAND", "getkeys"][:2],
     ["AUTH", "foo"], ["AUTH", "a", "b"], ["AUTH", "x", "y", "z"],
     ["HELLO", "4"], ["HELLO", "1"], ["HELLO", "x"], ["HELLO", "2", "foo"], ["HELLO", "2", "auth", "a"],
-    ["INFO", "foo"], ["TIME", "x"], ["ROLE", "x"], ["SAVE", "x"], ["SHUTDOWN", "foo"],
+    ["INFO", "foo"], ["TIME", "x"], ["ROLE", "x"], ["SAVE", "x"], ["BGSAVE", "x"],
+    ["BGSAVE", "schedule", "x"], ["LASTSAVE", "x"], ["SHUTDOWN", "foo"],
     ["SHUTDOWN", "abort"], ["SHUTDOWN", "nosave", "save"], ["FLUSHALL", "foo"],
     ["FLUSHALL", "async", "sync"],
     ["FOO"], ["foo", "a", "b", "c"], ["foo", "a\r\nb"], ["f" * 200, "a" * 100, "b" * 100],

@@ -40,7 +40,7 @@ static void fake_flush(void *ud)
     (void)ud;
 }
 
-static const struct persist_ops fake_ops = {NULL, fake_append, fake_flush, NULL, NULL};
+static const struct persist_ops fake_ops = {NULL, fake_append, fake_flush, NULL, NULL, NULL, NULL};
 
 struct fixture {
     struct db_config cfg;

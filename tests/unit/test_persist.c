@@ -36,7 +36,8 @@ static void wal_ops_flush(void *ud)
     assert_int_equal(wal_commit(ud), 0);
 }
 
-static const struct persist_ops wal_ops = {NULL, wal_ops_append, wal_ops_flush, NULL, NULL};
+static const struct persist_ops wal_ops = {NULL, wal_ops_append, wal_ops_flush, NULL,
+                                           NULL, NULL,           NULL};
 
 struct lines {
     char *v[512];

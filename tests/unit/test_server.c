@@ -61,7 +61,8 @@ static void fake_flush(void *ud)
         f->durable(f->ctx, f->lsn);
 }
 
-static const struct persist_ops fake_ops = {fake_bind, fake_append, fake_flush, NULL, NULL};
+static const struct persist_ops fake_ops = {fake_bind, fake_append, fake_flush, NULL,
+                                            NULL,      NULL,        NULL};
 
 struct env {
     uv_loop_t loop;

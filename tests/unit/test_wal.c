@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <inttypes.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/err.h"
@@ -305,6 +307,8 @@ static void test_dir_lock(void **state)
     wal_close(b, NULL, NULL);
 }
 
+static int collect_lsn(void *ud, const struct walrec *rec);
+
 static void test_rotation_and_snapshot(void **state)
 {
     (void)state;
@@ -353,10 +357,24 @@ static void test_rotation_and_snapshot(void **state)
     assert_int_equal(rep.snapshot_items, NKEYS);
     assert_int_equal(rep.records, 10);
     assert_string_equal(rep.warning, "");
-    /* A second snapshot (the blocking form) replaces the first. */
+    /* A second snapshot (the blocking form) replaces the first. It covers every record of the
+     * current segment (nothing was appended after it), so that segment goes too: no log is left
+     * behind the snapshot, and the records before it are compacted for readers. */
     lv.lsn = 210;
+    assert_int_equal(count_files("wal-"), 1);
     assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
     assert_int_equal(count_files("snap-"), 1);
+    assert_int_equal(count_files("wal-"), 0);
+    wal_get_stats(w, &st);
+    assert_int_equal(st.segments, 0);
+    assert_int_equal(st.log_bytes, 0);
+    assert_int_equal(wal_first_lsn(w), 211);
+    assert_int_equal(wal_read(w, 205, 1 << 20, collect_lsn, NULL), -ENOENT);
+    assert_int_equal(wal_read(w, 211, 1 << 20, collect_lsn, NULL), 0);
+    uint64_t term;
+    assert_int_equal(wal_term_at(w, 210, &term), 0);
+    assert_int_equal(term, term_of(210));
+    assert_int_equal(wal_term_at(w, 209, &term), -ENOENT);
     wal_close(w, NULL, NULL);
     w = open_recover(&o, NULL, &last, &rep, NULL);
     assert_int_equal(last, 210);
@@ -364,8 +382,30 @@ static void test_rotation_and_snapshot(void **state)
     assert_int_equal(rep.records, 0);
     assert_int_equal(append_op(w, 211), 0);
     wal_close(w, NULL, NULL);
+    seg_file(p, sizeof(p), 211);
+    assert_true(tu_size(p) > 0);
     w = open_recover(&o, NULL, &last, &rep, NULL);
     assert_int_equal(last, 211);
+    /* Records appended before a snapshot but not yet written when it ends: the segment stays
+     * until they are written, then goes. */
+    assert_int_equal(append_op(w, 212), 0);
+    assert_int_equal(append_op(w, 213), 0);
+    lv.lsn = 213;
+    assert_int_equal(wal_snapshot_save(w, dump_state, &lv), 0);
+    assert_int_equal(count_files("wal-"), 1);
+    assert_int_equal(wal_commit(w), 0);
+    assert_int_equal(count_files("wal-"), 0);
+    assert_int_equal(t.durable_max, 213);
+    /* A record after the snapshot opens a new segment named after it. */
+    assert_int_equal(append_op(w, 214), 0);
+    assert_int_equal(wal_commit(w), 0);
+    assert_int_equal(count_files("wal-"), 1);
+    assert_int_equal(wal_first_lsn(w), 214);
+    wal_close(w, NULL, NULL);
+    w = open_recover(&o, NULL, &last, &rep, NULL);
+    assert_int_equal(last, 214);
+    assert_int_equal(rep.snapshot_lsn, 213);
+    assert_int_equal(rep.records, 1);
     wal_close(w, NULL, NULL);
 }
 
@@ -1453,6 +1493,152 @@ static void test_always_gathers_the_next_batch(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void poll_noop(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)status;
+    (void)events;
+}
+
+/* fsync=always with sync_inline_when_idle: a batch committed while the loop has no event
+ * waiting is written and fdatasynced inside wal_commit; one that opens a segment, or committed
+ * while an event is ready (a readable socket here), goes to the thread pool. Without the option,
+ * or when the last fdatasync took sync_inline_max_us or more, every sync goes to the pool. */
+static void test_always_syncs_inline_when_idle(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 3; variant++) {
+        int on = variant == 0;
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct written_ctx c;
+        memset(&c, 0, sizeof(c));
+        struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+        o.sync_inline_when_idle = variant != 1;
+        if (variant == 2)
+            o.sync_inline_max_us = 1; /* every fdatasync is slower than 1 us: pool */
+        written_open(&o, &loop, &c);
+        struct wal_stats st;
+        /* The first batch opens the first segment: pool. */
+        for (uint64_t lsn = 1; lsn <= 5; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, 0);
+        while (c.durable_max < 5 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        /* Nothing waits for the loop: inline (with the option). */
+        for (uint64_t lsn = 6; lsn <= 8; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, on ? 8 : 5);
+        assert_int_equal(c.on_disk_at_written, on ? 8 : 5);
+        while (c.durable_max < 8 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.inline_syncs, on ? 1 : 0);
+        assert_int_equal(st.syncs, 2);
+        /* A readable socket is waiting for the loop: pool. */
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        uv_poll_t ph;
+        uv_poll_init(&loop, &ph, sv[0]);
+        uv_poll_start(&ph, UV_READABLE, poll_noop);
+        assert_int_equal(write(sv[1], "x", 1), 1);
+        uv_run(&loop, UV_RUN_NOWAIT); /* registers the socket with epoll; it stays readable */
+        for (uint64_t lsn = 9; lsn <= 10; lsn++)
+            append_op(c.w, lsn);
+        assert_int_equal(wal_commit(c.w), 0);
+        assert_int_equal(c.durable_max, 8);
+        uv_close((uv_handle_t *)&ph, NULL);
+        while (c.durable_max < 10 && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        wal_get_stats(c.w, &st);
+        assert_int_equal(st.inline_syncs, on ? 1 : 0);
+        assert_int_equal(st.durable_lsn, 10);
+        wal_close(c.w, wr_closed, &c);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_true(c.closed);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        close(sv[0]);
+        close(sv[1]);
+        tu_rmtree(dir);
+        dir = tu_mkdtemp();
+    }
+}
+
+static int ready_fd = -1; /* written to by inline_written_cb when >= 0 */
+
+static void inline_written_cb(void *ud, uint64_t lsn)
+{
+    wr_written(ud, lsn);
+    if (ready_fd >= 0)
+        assert_int_equal(write(ready_fd, "x", 1), 1);
+}
+
+/* Gathering after a sync on the loop thread: the next batch waits for as many records as the
+ * synced batch held plus one per descriptor that became ready during the sync (requests the
+ * loop could not read yet). Here a socket turns readable while the batch is written. */
+static void test_inline_sync_gathers_waiting_clients(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct written_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct wal_options o = written_opts(WAL_FSYNC_ALWAYS, &c);
+    o.on_written = inline_written_cb;
+    o.sync_inline_when_idle = true;
+    o.gather_ms = 5000;
+    o.gather_min_sync_us = 0;
+    written_open(&o, &loop, &c);
+    /* The first batch opens the segment (pool); then the next gathers for 2 records. */
+    for (uint64_t lsn = 1; lsn <= 2; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 2 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    uv_poll_t ph;
+    uv_poll_init(&loop, &ph, sv[0]);
+    uv_poll_start(&ph, UV_READABLE, poll_noop);
+    uv_run(&loop, UV_RUN_NOWAIT); /* registers the (still quiet) socket with epoll */
+    /* Two records: the gathered batch goes, inline (nothing ready); while it is written the
+     * socket turns readable. */
+    ready_fd = sv[1];
+    for (uint64_t lsn = 3; lsn <= 4; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    ready_fd = -1;
+    assert_int_equal(c.durable_max, 4);
+    struct wal_stats st;
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.inline_syncs, 1);
+    /* Target: 2 records synced + 1 ready socket. Two come back: held. */
+    for (uint64_t lsn = 5; lsn <= 6; lsn++)
+        append_op(c.w, lsn);
+    assert_int_equal(wal_commit(c.w), 0);
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.written_lsn, 4);
+    assert_true(st.pending_bytes > 0); /* still buffered, not handed to a job */
+    /* The waiting client's record: the batch goes (to the pool: the socket is readable). */
+    append_op(c.w, 7);
+    assert_int_equal(wal_commit(c.w), 0);
+    while (c.durable_max < 7 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    wal_get_stats(c.w, &st);
+    assert_int_equal(st.inline_syncs, 1);
+    assert_int_equal(st.durable_lsn, 7);
+    uv_close((uv_handle_t *)&ph, NULL);
+    wal_close(c.w, wr_closed, &c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(c.closed);
+    assert_int_equal(c.durable_max, 7);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void snap_done(void *ud, int status, uint64_t lsn)
 {
     struct loop_ctx *c = ud;
@@ -1565,6 +1751,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_written_always_and_sync_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_everysec_sync_and_write_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_always_gathers_the_next_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_always_syncs_inline_when_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_sync_gathers_waiting_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
     };

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -321,6 +322,62 @@ static void test_automatic_snapshot(void **state)
     rig_close(&r);
 }
 
+/* BGSAVE forks a snapshot and replies at once, refuses a second one while it runs (Redis's
+ * replies), and LASTSAVE moves from the start time to the snapshot's end; a reopen loads it. */
+static void test_bgsave_and_lastsave(void **state)
+{
+    (void)state;
+    struct wal_persist_config cfg = config(WAL_FSYNC_ALWAYS);
+    struct rig r;
+    rig_open(&r, &cfg);
+    int64_t now_s = (int64_t)time(NULL);
+    long long start_s = strtoll(run(&r, "LASTSAVE") + 1, NULL, 10);
+    assert_true(start_s >= now_s - 2 && start_s <= now_s + 2);
+    run(&r, "SET a 1");
+    run(&r, "HSET h f v");
+    wal_persist_ops.flush(r.wp);
+    wait_released(&r, 2);
+    assert_string_equal(run(&r, "BGSAVE foo"), "-ERR syntax error\r\n");
+    assert_string_equal(run(&r, "BGSAVE SCHEDULE x"), "-ERR syntax error\r\n");
+    assert_string_equal(run(&r, "BGSAVE"), "+Background saving started\r\n");
+    /* The child is reaped by a loop timer: until the loop runs it counts as running. */
+    assert_string_equal(run(&r, "BGSAVE"), "-ERR Background save already in progress\r\n");
+    assert_string_equal(run(&r, "BGSAVE SCHEDULE"), "-ERR Background save already in progress\r\n");
+    struct wal *w = wal_persist_wal(r.wp);
+    struct wal_stats st;
+    uv_timer_t t;
+    uv_timer_init(&r.loop, &t);
+    uv_timer_start(&t, deadline_cb, 5000, 0);
+    do {
+        uv_run(&r.loop, UV_RUN_ONCE);
+        wal_get_stats(w, &st);
+    } while (st.snapshots == 0 && uv_is_active((uv_handle_t *)&t));
+    uv_close((uv_handle_t *)&t, NULL);
+    assert_int_equal(st.snapshots, 1);
+    assert_int_equal(st.last_snapshot_status, 0);
+    assert_int_equal(st.snapshot_lsn, 2);
+    assert_int_equal(r.db->dirty, 0);
+    assert_int_equal(st.segments, 0); /* the snapshot covers the whole log */
+    long long last_s = strtoll(run(&r, "LASTSAVE") + 1, NULL, 10);
+    assert_true(last_s >= start_s);
+    int64_t snap_s = (int64_t)(st.last_snapshot_wall_ms / 1000);
+    assert_true(last_s >= snap_s - 1 && last_s <= snap_s + 1);
+    struct buf o;
+    buf_init(&o);
+    info(&r, &o);
+    assert_non_null(strstr(o.p, "rdb_saves:1\r\n"));
+    assert_non_null(strstr(o.p, "rdb_bgsave_in_progress:0\r\n"));
+    buf_free(&o);
+    rig_close(&r);
+
+    rig_open(&r, &cfg);
+    assert_int_equal(r.rep.snapshot_lsn, 2);
+    assert_int_equal(r.rep.records, 0);
+    assert_string_equal(run(&r, "GET a"), "$1\r\n1\r\n");
+    assert_string_equal(run(&r, "HGET h f"), "$1\r\nv\r\n");
+    rig_close(&r);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -328,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_on_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_on_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_and_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bgsave_and_lastsave, setup, teardown),
         cmocka_unit_test_setup_teardown(test_automatic_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
