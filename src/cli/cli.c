@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* cli/cli.c -- the flag parser every subcommand uses: one cfg table serves flags, config files,
- * --help and --dump-config. */
+ * --help and --dump-config; and the data directory check the servers share. */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void cli_help(const struct cli_spec *spec)
 {
@@ -77,4 +81,42 @@ int cli_parse(int argc, char **argv, const struct cli_spec *spec, void *target, 
         }
     }
     return npos;
+}
+
+int cli_data_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    if (strlen(dir) >= sizeof(path) - 1) {
+        snprintf(err, errlen, "--dir: path too long");
+        return -ENAMETOOLONG;
+    }
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1;; p++) {
+        bool end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            if (mkdir(path, 0755) == -1 && errno != EEXIST) {
+                int e = errno;
+                snprintf(err, errlen, "--dir: cannot create %.400s: %s", path, strerror(e));
+                return -e;
+            }
+            if (end)
+                break;
+            *p = '/';
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) == -1) {
+        snprintf(err, errlen, "--dir %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--dir %s: not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (access(dir, W_OK | X_OK) == -1) {
+        snprintf(err, errlen, "--dir %s: not writable: %s", dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
 }

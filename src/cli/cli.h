@@ -44,4 +44,8 @@ int cli_parse(int argc, char **argv, const struct cli_spec *spec, void *target, 
 /* Prints the --help text of spec to stdout. */
 void cli_help(const struct cli_spec *spec);
 
+/* A command's data directory (--dir): creates it and its missing parents (mkdir -p) and checks
+ * it is a writable directory. Returns 0, or a negated errno with a sentence in err. */
+int cli_data_dir(const char *dir, char *err, size_t errlen);
+
 #endif

@@ -81,37 +81,6 @@ static void on_fatal(void *ud)
     stop(m, "state file I/O error");
 }
 
-/* Creates dir and its missing parents (mkdir -p); 0 or a negated errno with err filled. */
-static int make_dir(const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    if (strlen(dir) >= sizeof(path) - 1) {
-        snprintf(err, errlen, "--dir: path too long");
-        return -ENAMETOOLONG;
-    }
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1;; p++) {
-        bool end = *p == '\0';
-        if (*p == '/' || end) {
-            *p = '\0';
-            if (mkdir(path, 0755) == -1 && errno != EEXIST) {
-                int e = errno;
-                snprintf(err, errlen, "--dir: cannot create %.400s: %s", path, strerror(e));
-                return -e;
-            }
-            if (end)
-                break;
-            *p = '/';
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "--dir %s: not a directory", dir);
-        return -ENOTDIR;
-    }
-    return 0;
-}
-
 int cmd_arbiter_main(int argc, char **argv)
 {
     struct arbiter_config cfg;
@@ -147,7 +116,7 @@ int cmd_arbiter_main(int argc, char **argv)
         cfg_free(arbiter_table, &cfg);
         return 2;
     }
-    if (make_dir(cfg.dir, err, sizeof(err)) != 0) {
+    if (cli_data_dir(cfg.dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "tandem arbiter: %s\n", err);
         cfg_free(arbiter_table, &cfg);
         return 2;

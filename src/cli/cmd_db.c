@@ -208,45 +208,6 @@ static void on_wal_error(void *ud, int err)
     stop(m, "log I/O error");
 }
 
-/* Creates dir and its missing parents (mkdir -p) and checks it is a writable directory. */
-static int check_dir(const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    if (strlen(dir) >= sizeof(path) - 1) {
-        snprintf(err, errlen, "--dir: path too long");
-        return -ENAMETOOLONG;
-    }
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1;; p++) {
-        bool end = *p == '\0';
-        if (*p == '/' || end) {
-            *p = '\0';
-            if (mkdir(path, 0755) == -1 && errno != EEXIST) {
-                int e = errno;
-                snprintf(err, errlen, "--dir: cannot create %.400s: %s", path, strerror(e));
-                return -e;
-            }
-            if (end)
-                break;
-            *p = '/';
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) == -1) {
-        snprintf(err, errlen, "--dir %s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "--dir %s: not a directory", dir);
-        return -ENOTDIR;
-    }
-    if (access(dir, W_OK | X_OK) == -1) {
-        snprintf(err, errlen, "--dir %s: not writable: %s", dir, strerror(errno));
-        return -errno;
-    }
-    return 0;
-}
-
 static enum wal_fsync fsync_mode(int v)
 {
     switch (v) {
@@ -413,7 +374,7 @@ int cmd_db_main(int argc, char **argv)
             return 2;
         }
     }
-    if (!cfg.in_memory && check_dir(cfg.dir, err, sizeof(err)) != 0) {
+    if (!cfg.in_memory && cli_data_dir(cfg.dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "tandem db: %s\n", err);
         cfg_free(db_table, &cfg);
         return 2;

@@ -30,6 +30,7 @@
 #include "base/parse.h"
 #include "coord/arbiter_core.h"
 #include "net/wq.h"
+#include "net/refuse.h"
 #include "proto/resp.h"
 
 #define READ_CHUNK (16 * 1024)
@@ -651,18 +652,10 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     if (a->nclients >= a->cfg->max_clients) {
-        uv_tcp_t *t = xmalloc(sizeof(*t));
-        uv_tcp_init(a->loop, t);
-        t->data = a;
         a->open_handles++;
-        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
-            static const char msg[] = "-ERR max number of clients reached\r\n";
-            uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
-            uv_try_write((uv_stream_t *)t, &b, 1);
-        }
+        net_refuse(ls, "-ERR max number of clients reached\r\n", a, on_reject_closed);
         log_info("arbiter", "max clients reached, connection refused", "max=%" PRIu64,
                  a->cfg->max_clients);
-        uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
     struct client *c = xcalloc(1, sizeof(*c));

@@ -34,6 +34,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "base/parse.h"
+#include "net/refuse.h"
 #include "proto/resp.h"
 #include "store/cmd.h"
 #include "store/keyspace.h"
@@ -741,19 +742,11 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     if (srv->nclients >= srv->cfg->max_clients) {
-        uv_tcp_t *t = xmalloc(sizeof(*t));
-        uv_tcp_init(srv->loop, t);
-        t->data = srv;
         srv->open_handles++;
-        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
-            static const char msg[] = "-ERR max number of clients reached\r\n";
-            uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
-            uv_try_write((uv_stream_t *)t, &b, 1);
-        }
+        net_refuse(ls, "-ERR max number of clients reached\r\n", srv, on_reject_closed);
         srv->stat_rejected++;
         log_info("server", "max clients reached, connection refused", "max=%" PRIu64,
                  srv->cfg->max_clients);
-        uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
     struct client *c = xcalloc(1, sizeof(*c));
