@@ -247,26 +247,26 @@ void replmsg_frame_wal(struct buf *out, const char *recs, size_t len)
     frame_close(out);
 }
 
+/* The fixed-size frames: three little-endian u64s. */
+static void frame_u64x3(struct buf *out, char type, uint64_t a, uint64_t b, uint64_t c)
+{
+    char v[24];
+    le_put64(v, a);
+    le_put64(v + 8, b);
+    le_put64(v + 16, c);
+    frame_open(out, type, sizeof(v));
+    buf_append(out, v, sizeof(v));
+    frame_close(out);
+}
+
 void replmsg_frame_heartbeat(struct buf *out, uint64_t term, uint64_t commit_lsn, uint64_t last_lsn)
 {
-    char b[24];
-    le_put64(b, term);
-    le_put64(b + 8, commit_lsn);
-    le_put64(b + 16, last_lsn);
-    frame_open(out, REPLMSG_FRAME_HEARTBEAT, sizeof(b));
-    buf_append(out, b, sizeof(b));
-    frame_close(out);
+    frame_u64x3(out, REPLMSG_FRAME_HEARTBEAT, term, commit_lsn, last_lsn);
 }
 
 void replmsg_frame_failsafe(struct buf *out, uint64_t term, uint64_t round, uint64_t valid_ms)
 {
-    char b[24];
-    le_put64(b, term);
-    le_put64(b + 8, round);
-    le_put64(b + 16, valid_ms);
-    frame_open(out, REPLMSG_FRAME_FAILSAFE, sizeof(b));
-    buf_append(out, b, sizeof(b));
-    frame_close(out);
+    frame_u64x3(out, REPLMSG_FRAME_FAILSAFE, term, round, valid_ms);
 }
 
 void replmsg_frame_snap_chunk(struct buf *out, const char *p, size_t len)
@@ -279,13 +279,7 @@ void replmsg_frame_snap_chunk(struct buf *out, const char *p, size_t len)
 
 void replmsg_frame_snap_end(struct buf *out, uint64_t lsn, uint64_t term, uint64_t total_bytes)
 {
-    char b[24];
-    le_put64(b, lsn);
-    le_put64(b + 8, term);
-    le_put64(b + 16, total_bytes);
-    frame_open(out, REPLMSG_FRAME_SNAP_END, sizeof(b));
-    buf_append(out, b, sizeof(b));
-    frame_close(out);
+    frame_u64x3(out, REPLMSG_FRAME_SNAP_END, lsn, term, total_bytes);
 }
 
 /* Checks that body[0..len) is a run of consecutive, valid WAL records. */
