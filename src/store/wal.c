@@ -7,7 +7,8 @@
  *   snap-<lsn>.snap                  the newest snapshot: state after record <lsn>
  *   snap-<lsn>.tmp                   a snapshot being written (deleted at open)
  *   torn-<lsn>.bin                   bytes cut from a torn tail at recovery, after record <lsn>
- *   discarded-<term>.log             records removed by wal_truncate_after
+ *   discarded-<term>.log             records removed by wal_truncate_after (exact bytes)
+ *   discarded-<term>.txt             the same records as text lines, for people
  *   LOCK                             flock()ed while a process owns DIR
  *
  * Write path (loop thread unless noted):
@@ -1729,6 +1730,48 @@ static int append_seg_records(const char *path, uint64_t first_lsn, struct buf *
     return r;
 }
 
+/* Appends bytes to DIR/discarded-<term>.<ext> and fsyncs it. */
+static int save_audit(const char *dir, uint64_t term, const char *ext, const struct buf *bytes)
+{
+    char dpath[4096];
+    snprintf(dpath, sizeof(dpath), "%s/discarded-%" PRIu64 ".%s", dir, term, ext);
+    int fd = fsio_open(dpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int r = fd < 0 ? fd : fsio_write_all(fd, bytes->p, bytes->len);
+    if (r == 0)
+        r = fsio_fsync(fd);
+    if (fd >= 0)
+        fsio_close(fd);
+    return r;
+}
+
+/* One audit line: "lsn=L term=T ARG ARG ...", each argument printable ASCII as is, anything else
+ * (spaces, quotes, backslashes, control or non-ASCII bytes) written as \xHH. An empty record
+ * (a new term's first) shows as "(term start)". */
+static int audit_line(void *ud, const struct walrec *rec)
+{
+    struct buf *out = ud;
+    buf_printf(out, "lsn=%" PRIu64 " term=%" PRIu64, rec->lsn, rec->term);
+    if (rec->argc == 0)
+        buf_append_str(out, " (term start)");
+    struct slice argv[64];
+    struct slice *av = rec->argc <= 64 ? argv : xmalloc(rec->argc * sizeof(*av));
+    walrec_argv(rec, av);
+    for (uint32_t i = 0; i < rec->argc; i++) {
+        buf_append(out, " ", 1);
+        for (size_t k = 0; k < av[i].len; k++) {
+            unsigned char c = (unsigned char)av[i].p[k];
+            if (c > ' ' && c < 0x7f && c != '\\' && c != '"')
+                buf_append(out, (const char *)&c, 1);
+            else
+                buf_printf(out, "\\x%02x", c);
+        }
+    }
+    buf_append(out, "\n", 1);
+    if (av != argv)
+        free(av);
+    return 0;
+}
+
 int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
 {
     TD_ASSERT(w->recovered);
@@ -1774,14 +1817,16 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
             r = append_seg_records(p2, w->segs[j].first_lsn, &gone);
         }
     }
+    if (r == 0)
+        r = save_audit(w->dir, cf.term, "log", &gone);
     if (r == 0) {
-        char dpath[4096];
-        snprintf(dpath, sizeof(dpath), "%s/discarded-%" PRIu64 ".log", w->dir, cf.term);
-        int fd = fsio_open(dpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        r = fd < 0 ? fd : fsio_write_all(fd, gone.p, gone.len);
-        if (r == 0)
-            r = fsio_fsync(fd);
-        fsio_close(fd);
+        /* The same records as text, one per line, for people. */
+        struct buf txt;
+        buf_init(&txt);
+        struct walrec_scan sc;
+        walrec_scan(gone.p, gone.len, lsn + 1, 0, audit_line, &txt, &sc);
+        r = save_audit(w->dir, cf.term, "txt", &txt);
+        buf_free(&txt);
     }
     buf_free(&gone);
     buf_free(&b);

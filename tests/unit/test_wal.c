@@ -857,6 +857,19 @@ static void test_truncate_audit_without_padding(void **state)
     assert_int_equal(sc.nrecords, 15);
     assert_int_equal(sc.good_len, n);
     free(c);
+    /* The text twin: one line per discarded record, lsn and term first, then the arguments. */
+    snprintf(p, sizeof(p), "%s/discarded-%" PRIu64 ".txt", dir, term_of(46));
+    c = tu_read(p, &n);
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += c[i] == '\n';
+    assert_int_equal(lines, 15);
+    char k[16], first[64];
+    snprintf(first, sizeof(first), "lsn=46 term=%" PRIu64 " SET %.*s ", term_of(46),
+             (int)key_of(46, k), k);
+    assert_memory_equal(c, first, strlen(first));
+    assert_null(memchr(c, '\0', n));
+    free(c);
     wal_close(w, NULL, NULL);
     w = open_recover(&o, NULL, &last, NULL, NULL);
     assert_int_equal(last, 45);
