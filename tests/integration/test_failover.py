@@ -41,30 +41,32 @@ class Cluster:
     def __init__(self, procs, tmp, backend="builtin", n=2, ttl="600ms", sync=1, extra=()):
         self.procs, self.tmp, self.extra = procs, tmp, list(extra)
         self.ttl, self.sync = ttl, sync
-        if backend == "builtin":
-            self.ap = free_port()
-            self.start_arbiter()
-            self.url = f"builtin://127.0.0.1:{self.ap}"
-        else:
-            cp, pp = free_port(), free_port()
-            self.coord = procs.start("etcd", [
-                ETCD, "--name", "t", "--data-dir", str(tmp / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{cp}",
-                "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-                "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-                "--initial-cluster", f"t=http://127.0.0.1:{pp}"])
-            wait_for(lambda: port_open(cp), 20 * SLOW, what="etcd")
-            self.url = f"etcd://127.0.0.1:{cp}"
+        self.backend = backend
+        self.cp, self.pp = free_port(), free_port()
+        self.start_coord()
+        self.url = (f"builtin://127.0.0.1:{self.cp}" if backend == "builtin"
+                    else f"etcd://127.0.0.1:{self.cp}")
         self.ports = [free_port() for _ in range(n)]
         self.nodes = [None] * n
         for i in range(n):
             self.start(i)
 
-    def start_arbiter(self):
-        self.coord = self.procs.tandem(f"arbiter-{time.monotonic_ns()}", "arbiter", "--listen",
-                                       f"127.0.0.1:{self.ap}", "--dir", str(self.tmp / "arbiter"))
-        wait_for(lambda: port_open(self.ap), 10 * SLOW, what="arbiter")
+    def start_coord(self):
+        """Starts (or restarts, keeping its data) the arbiter or etcd."""
+        name = f"{self.backend}-{time.monotonic_ns()}"
+        if self.backend == "builtin":
+            self.coord = self.procs.tandem(name, "arbiter", "--listen", f"127.0.0.1:{self.cp}",
+                                           "--dir", str(self.tmp / "arbiter"))
+        else:
+            cp, pp = self.cp, self.pp
+            self.coord = self.procs.start(name, [
+                ETCD, "--name", "t", "--data-dir", str(self.tmp / "etcd"),
+                "--listen-client-urls", f"http://127.0.0.1:{cp}",
+                "--advertise-client-urls", f"http://127.0.0.1:{cp}",
+                "--listen-peer-urls", f"http://127.0.0.1:{pp}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
+                "--initial-cluster", f"t=http://127.0.0.1:{pp}"])
+        wait_for(lambda: port_open(self.cp), 20 * SLOW, what=self.backend)
 
     def start(self, i):
         port = self.ports[i]
@@ -237,8 +239,9 @@ def test_clean_shutdown_hands_over_without_waiting_for_the_lease(procs, tmp_path
     assert np_ != p and time.monotonic() - t0 < 4 * SLOW  # well below the 5 s lease
 
 
-def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_path):
-    c = Cluster(procs, tmp_path, ttl="1s")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_path, backend):
+    c = Cluster(procs, tmp_path, backend=backend, ttl=TTL[backend])
     p = c.primary()
     other = 1 - p
     c.in_sync(p)
@@ -247,7 +250,8 @@ def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_p
     # Past several lease TTLs: the primary keeps taking writes on its replica's confirmations,
     # the replica never promotes itself, and nobody changes term.
     r = conn(c.ports[p])
-    deadline = time.monotonic() + 4 * SLOW
+    ttl_s = float(TTL[backend].rstrip("s"))
+    deadline = time.monotonic() + 3 * ttl_s * SLOW
     n = 0
     while time.monotonic() < deadline:
         r.incr("during")
@@ -266,13 +270,13 @@ def test_coordinator_down_no_failover_writes_go_on_through_failsafe(procs, tmp_p
             return False
         except (redis.exceptions.ReadOnlyError, redis.TimeoutError):
             return True
-    wait_for(refused, 5 * SLOW, what="the primary to stop taking writes")
-    assert time.monotonic() - t0 < 3 * SLOW
+    wait_for(refused, (ttl_s + 4) * SLOW, what="the primary to stop taking writes")
+    assert time.monotonic() - t0 < (ttl_s + 1.5) * SLOW
     # The coordinator returns: leases resume, a primary is elected, writes go on.
-    c.start_arbiter()
+    c.start_coord()
     c.start(other)
-    np_ = c.primary(timeout=20)
-    c.in_sync(np_)
+    np_ = c.primary(timeout=30)
+    c.in_sync(np_, timeout=30)
     conn(c.ports[np_]).incr("after-return")
 
 
