@@ -38,6 +38,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "base/parse.h"
+#include "net/listen.h"
 #include "proto/http1.h"
 
 #define READ_CHUNK 16384
@@ -1170,23 +1171,15 @@ int app_server_new(uv_loop_t *loop, const struct app_config *cfg, struct app_ser
     list_init(&s->conns);
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
-    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&cfg->listen, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-    char want[80];
-    addr_format((const struct sockaddr *)&cfg->listen, want, sizeof(want));
+    struct sockaddr_storage bound;
+    int rc = net_listen(&s->listener, (const struct sockaddr *)&cfg->listen, 511, on_connection,
+                        &bound, err, errlen);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", want, uv_strerror(rc));
         /* the listener handle must still be closed before s can go */
         uv_close((uv_handle_t *)&s->listener, on_failed_listener_closed);
         return rc;
     }
-    struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen) == 0)
-        addr_format((const struct sockaddr *)&bound, s->addr, sizeof(s->addr));
-    else
-        snprintf(s->addr, sizeof(s->addr), "%s", want);
+    addr_format((const struct sockaddr *)&bound, s->addr, sizeof(s->addr));
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
     char store_addr[80] = "none";

@@ -30,7 +30,7 @@
 #include "base/parse.h"
 #include "coord/arbiter_core.h"
 #include "net/wq.h"
-#include "net/refuse.h"
+#include "net/listen.h"
 #include "proto/resp.h"
 
 #define READ_CHUNK (16 * 1024)
@@ -819,19 +819,14 @@ int arbiter_start(struct arbiter *a, char *err, size_t errlen)
     a->listener.data = a;
     a->open_handles++;
     a->listening = true;
-    char addr[128];
-    addr_format((const struct sockaddr *)&a->cfg->listen, addr, sizeof(addr));
-    rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&a->cfg->listen, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rc));
-        return rc;
-    }
     struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&bound, &blen) == 0)
-        a->port = addr_port((struct sockaddr *)&bound);
+    rc = net_listen(&a->listener, (const struct sockaddr *)&a->cfg->listen, 128, on_connection,
+                    &bound, err, errlen);
+    if (rc < 0)
+        return rc;
+    a->port = addr_port((struct sockaddr *)&bound);
+    char addr[128];
+    addr_format((const struct sockaddr *)&bound, addr, sizeof(addr));
     uv_prepare_start(&a->before_poll, before_poll);
     arm_expiry(a);
     log_notice("arbiter", "listening", "addr=%s port=%d dir=%s", addr, a->port, a->cfg->dir);

@@ -34,7 +34,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "base/parse.h"
-#include "net/refuse.h"
+#include "net/listen.h"
 #include "proto/resp.h"
 #include "store/cmd.h"
 #include "store/keyspace.h"
@@ -910,19 +910,14 @@ int server_start(struct server *srv, char *err, size_t errlen)
     uv_prepare_init(srv->loop, &srv->before_poll);
     srv->before_poll.data = srv;
     srv->open_handles++;
-    char a[128];
-    addr_format((const struct sockaddr *)&srv->cfg->listen, a, sizeof(a));
-    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&srv->cfg->listen, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", a, uv_strerror(rc));
-        return rc;
-    }
     struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen) == 0)
-        srv->port = addr_port((struct sockaddr *)&bound);
+    rc = net_listen(&srv->listener, (const struct sockaddr *)&srv->cfg->listen, 511,
+                    on_connection, &bound, err, errlen);
+    if (rc < 0)
+        return rc;
+    srv->port = addr_port((struct sockaddr *)&bound);
+    char a[128];
+    addr_format((const struct sockaddr *)&bound, a, sizeof(a));
     uv_timer_start(&srv->cron, on_cron, CRON_MS, CRON_MS);
     uv_prepare_start(&srv->before_poll, before_poll);
     log_notice("server", "listening", "addr=%s port=%d", a, srv->port);
