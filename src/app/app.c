@@ -15,7 +15,8 @@
  * destroy the response it has not read yet.
  *
  * A store op owns copies of everything it needs (id, key, body) and not the connection, so it
- * survives its request: a timed-out POST with an Idempotency-Key still records its result.
+ * survives its request: a timed-out POST with an Idempotency-Key that has started its
+ * transaction runs it to the end (one that was still waiting for its turn is dropped).
  * Nothing outlives a request except that record in the store: any instance can serve any
  * request. */
 #include "app/app.h"
@@ -45,6 +46,7 @@
 #define WRITE_BACKLOG_MAX (256 * 1024) /* stop serving a client that does not read its answers */
 #define LINGER_MS 1000
 #define REJECT_LOG_EVERY_MS 1000
+#define ERR_BALANCE_OVERFLOW "ERR increment or decrement would overflow"
 
 enum conn_state {
     CS_WAIT = 0, /* no request bytes yet */
@@ -111,6 +113,10 @@ struct app_server {
     bool store_closing;
     bool drain_closing;
     bool finished;
+    struct list txn_wait;   /* keyed balance updates waiting for the lane (struct op.lane) */
+    uint64_t txn_waiting;
+    struct op *txn_active;  /* the one between its WATCH and its EXEC */
+    bool txn_pumping;
     int pending_closes;
     app_server_closed_fn closed_cb;
     void *closed_ud;
@@ -122,7 +128,6 @@ struct op {
     struct conn *conn;
     struct app_server *srv;
     enum app_action action;
-    int step;
     char id[APP_ROUTE_ID_MAX + 1];
     size_t id_len;
     bool has_key;
@@ -130,14 +135,21 @@ struct op {
     size_t key_len;
     int64_t delta;
     struct buf doc;    /* PUT: the document to store */
-    struct buf result; /* POST with a key: the response being recorded */
-};
-
-enum op_step {
-    STEP_MAIN = 0,    /* the single command, or INCRBY */
-    STEP_IDEM_CLAIM,  /* SET idem:K pending NX EX ttl */
-    STEP_IDEM_LOOKUP, /* GET idem:K after the claim found it taken */
-    STEP_IDEM_RECORD, /* SET idem:K <record> EX ttl */
+    struct buf result; /* POST with a key: the record read, then the response being recorded */
+    /* POST with a key: the transaction (see "the lane" below) */
+    struct list lane;    /* in srv->txn_wait while waiting for its turn */
+    int phase;           /* enum txn_phase */
+    unsigned inflight;   /* commands of the current batch not answered yet */
+    unsigned reply_ix;   /* which reply of the batch comes next */
+    int attempts;        /* read batches sent (a WATCH conflict starts over) */
+    uint64_t store_conn; /* the store connection the WATCH went to */
+    bool txn_failed;     /* some command of the batch failed: txn_why says how */
+    char txn_why[160];
+    bool found;          /* the record exists (its bytes are in result) */
+    int64_t balance;     /* the balance read */
+    bool balance_bad;    /* ...was not an integer */
+    bool exec_ok;        /* EXEC ran the transaction */
+    bool conflict;       /* EXEC answered nil: a watched key changed */
 };
 
 static void process_input(struct conn *c);
@@ -443,9 +455,8 @@ static void op_on_reply(void *ud, const redisReply *reply);
 
 /* Sends one command for op; on failure to send, the op fails with 503 at once. Returns true
  * when the command is in flight. */
-static bool op_send(struct op *op, int step, int argc, const char **argv, const size_t *lens)
+static bool op_send(struct op *op, int argc, const char **argv, const size_t *lens)
 {
-    op->step = step;
     struct app_store *st = op->srv->store;
     if (st == NULL) {
         op_store_failed(op, "shutting down");
@@ -465,15 +476,39 @@ static void key_of(char *out, size_t outlen, const char *prefix, const char *s, 
     snprintf(out, outlen, "%s%.*s", prefix, (int)len, s);
 }
 
-static void send_incrby(struct op *op)
+static bool reply_is(const redisReply *r, int type)
 {
-    char key[96], num[32];
-    key_of(key, sizeof(key), "balance:", op->id, op->id_len);
-    snprintf(num, sizeof(num), "%" PRId64, op->delta);
-    const char *argv[] = {"INCRBY", key, num};
-    size_t lens[] = {6, strlen(key), strlen(num)};
-    op_send(op, STEP_MAIN, 3, argv, lens);
+    return r && r->type == type;
 }
+
+/* ---- balance updates with an Idempotency-Key: one transaction at a time ----
+ *
+ * The balance change and the record of its outcome are written by one MULTI/EXEC, so they
+ * exist together or not at all, on the primary, on its replicas and after a crash; the WATCH
+ * makes it a compare-and-set against any other writer of either key:
+ *
+ *   WATCH idem:KEY balance:ID, GET idem:KEY, GET balance:ID        (the read batch)
+ *     record found  -> its response again (Idempotent-Replayed: true), or 422 when the key was
+ *                      used for another request; UNWATCH
+ *     no record     -> MULTI, SET balance:ID B+DELTA, SET idem:KEY <record> EX ttl, EXEC
+ *                        array -> 200 with the new balance
+ *                        nil   -> a watched key changed since the read: start over
+ *
+ * A request whose EXEC got no answer (store or connection lost) is answered 503, and its retry
+ * with the same key is safe whatever happened: either the record exists and is replayed, or
+ * nothing was applied and the retry applies it. WATCH belongs to a connection and the app
+ * shares one connection to the store among all requests, so these transactions take turns (the
+ * lane): one is between its WATCH and its EXEC at a time; other commands flow meanwhile. */
+
+#define TXN_WAITING_MAX 4096 /* keyed balance updates queued for the lane */
+#define TXN_ATTEMPTS_MAX 64  /* WATCH conflicts before the update gives up with 409 */
+
+enum txn_phase {
+    TXN_READ = 1, /* WATCH, GET record, GET balance */
+    TXN_WRITE,    /* MULTI, SET balance, SET record, EXEC */
+};
+
+static void txn_run_next(struct app_server *s);
 
 static uint64_t idem_ttl_s(const struct op *op)
 {
@@ -481,14 +516,30 @@ static uint64_t idem_ttl_s(const struct op *op)
     return s ? s : 1;
 }
 
-static void send_idem_claim(struct op *op)
+static void txn_fail(struct op *op, const char *why)
 {
-    char key[300], ttl[32];
-    key_of(key, sizeof(key), "idem:", op->key, op->key_len);
-    snprintf(ttl, sizeof(ttl), "%" PRIu64, idem_ttl_s(op));
-    const char *argv[] = {"SET", key, "pending", "NX", "EX", ttl};
-    size_t lens[] = {3, strlen(key), 7, 2, 2, strlen(ttl)};
-    op_send(op, STEP_IDEM_CLAIM, 6, argv, lens);
+    if (op->txn_failed)
+        return; /* the first failure explains the others */
+    op->txn_failed = true;
+    snprintf(op->txn_why, sizeof(op->txn_why), "%s", why && why[0] ? why : "not connected");
+}
+
+/* Sends one command of op's current batch; a failure is recorded, and the replies already due
+ * still arrive before the batch is judged. */
+static void txn_send(struct op *op, int argc, const char **argv, const size_t *lens)
+{
+    struct app_store *st = op->srv->store;
+    if (op->txn_failed)
+        return;
+    if (st == NULL) {
+        txn_fail(op, "shutting down");
+        return;
+    }
+    if (app_store_command(st, op_on_reply, op, argc, argv, lens) != 0) {
+        txn_fail(op, app_store_status(st));
+        return;
+    }
+    op->inflight++;
 }
 
 static void ignore_reply(void *ud, const redisReply *reply)
@@ -497,140 +548,246 @@ static void ignore_reply(void *ud, const redisReply *reply)
     (void)reply;
 }
 
-/* INCRBY was refused, so the claim can go: a retry with the same key may try again. */
-static void release_idem_claim(struct op *op)
+static void txn_unwatch(struct op *op)
 {
     struct app_store *st = op->srv->store;
-    if (st == NULL)
-        return;
-    char key[300];
-    key_of(key, sizeof(key), "idem:", op->key, op->key_len);
-    const char *argv[] = {"DEL", key};
-    size_t lens[] = {3, strlen(key)};
-    (void)app_store_command(st, ignore_reply, NULL, 2, argv, lens);
+    const char *argv[] = {"UNWATCH"};
+    size_t lens[] = {7};
+    if (st)
+        (void)app_store_command(st, ignore_reply, NULL, 1, argv, lens);
 }
 
-static bool reply_is(const redisReply *r, int type)
+/* Gives the lane up and answers op's request (when it still has one). */
+static void txn_end(struct op *op, int status, struct slice body, const char *extra)
 {
-    return r && r->type == type;
+    struct app_server *s = op->srv;
+    s->txn_active = NULL;
+    op_finish(op, status, body, extra);
+    txn_run_next(s);
 }
 
-/* POST /users/{id}/balance. Without an Idempotency-Key: INCRBY balance:ID DELTA. With one:
- *
- *   SET idem:KEY pending NX EX ttl   -- claim the key
- *     OK  -> INCRBY balance:ID DELTA -> SET idem:KEY <record> EX ttl -> 200 with the new balance
- *     nil -> GET idem:KEY: "pending" -> 409 (a duplicate is in progress); a record for the same
- *            id and delta -> its response again (Idempotent-Replayed: true); another request's
- *            record -> 422
- *
- * LIMITATION: the INCRBY and the final SET are two separate writes. If this process dies, or
- * loses its store connection, after sending the INCRBY and before the record is written, the
- * key stays "pending" until its TTL runs out: retries get 409 and the client cannot learn the
- * outcome, although the balance never changes twice. Making the two writes one atomic step is
- * left to tandem's own store (a later issue); a plain Redis-protocol store cannot do it without
- * scripting or MULTI, which this example deliberately does not depend on. */
-static void on_balance_reply(struct op *op, const redisReply *r)
+static void txn_end_error(struct op *op, int status, const char *error, const char *detail)
 {
-    struct slice id = slice_of(op->id, op->id_len);
-    switch (op->step) {
-    case STEP_IDEM_CLAIM:
-        if (reply_is(r, REDIS_REPLY_STATUS)) {
-            send_incrby(op);
-        } else if (reply_is(r, REDIS_REPLY_NIL)) {
-            char key[300];
-            key_of(key, sizeof(key), "idem:", op->key, op->key_len);
-            const char *argv[] = {"GET", key};
-            size_t lens[] = {3, strlen(key)};
-            op_send(op, STEP_IDEM_LOOKUP, 2, argv, lens);
-        } else {
-            op_store_failed(op, reply_is(r, REDIS_REPLY_ERROR) ? r->str : "no reply");
-        }
+    struct buf b;
+    buf_init(&b);
+    app_json_error(&b, error, detail, slice_of(op->id, op->id_len));
+    txn_end(op, status, slice_of(b.p, b.len), NULL);
+    buf_free(&b);
+}
+
+static void txn_read(struct op *op)
+{
+    char ikey[300], bkey[96];
+    key_of(ikey, sizeof(ikey), "idem:", op->key, op->key_len);
+    key_of(bkey, sizeof(bkey), "balance:", op->id, op->id_len);
+    op->attempts++;
+    op->phase = TXN_READ;
+    op->reply_ix = 0;
+    op->txn_failed = false;
+    op->found = false;
+    op->balance = 0;
+    op->balance_bad = false;
+    op->result.len = 0;
+    op->store_conn = op->srv->store ? app_store_connection_id(op->srv->store) : 0;
+    const char *watch[] = {"WATCH", ikey, bkey};
+    size_t watch_lens[] = {5, strlen(ikey), strlen(bkey)};
+    const char *get_rec[] = {"GET", ikey};
+    size_t get_rec_lens[] = {3, strlen(ikey)};
+    const char *get_bal[] = {"GET", bkey};
+    size_t get_bal_lens[] = {3, strlen(bkey)};
+    txn_send(op, 3, watch, watch_lens);
+    txn_send(op, 2, get_rec, get_rec_lens);
+    txn_send(op, 2, get_bal, get_bal_lens);
+    if (op->inflight == 0)
+        txn_end_error(op, 503, "store unavailable", op->txn_why);
+}
+
+/* The read batch is complete: replay, refuse, or write. */
+static void txn_after_read(struct op *op)
+{
+    if (op->txn_failed) {
+        txn_unwatch(op);
+        txn_end_error(op, 503, "store unavailable", op->txn_why);
         return;
-    case STEP_IDEM_LOOKUP: {
-        if (reply_is(r, REDIS_REPLY_NIL) ||
-            (reply_is(r, REDIS_REPLY_STRING) && r->len == 7 && memcmp(r->str, "pending", 7) == 0)) {
-            /* NIL: the record expired between our two commands; the client may simply retry */
-            op_finish_error(op, 409, "request with this Idempotency-Key is in progress",
-                            "retry later");
-            return;
-        }
-        if (!reply_is(r, REDIS_REPLY_STRING)) {
-            op_store_failed(op, reply_is(r, REDIS_REPLY_ERROR) ? r->str : "no reply");
-            return;
-        }
+    }
+    if (op->found) {
+        txn_unwatch(op);
         struct app_json_idem rec;
         memset(&rec, 0, sizeof(rec));
         buf_init(&rec.body);
-        if (app_json_idem_decode(slice_of(r->str, r->len), &rec) != 0) {
-            buf_free(&rec.body);
-            op_finish_error(op, 500, "unreadable idempotency record", NULL);
-            return;
+        if (app_json_idem_decode(slice_of(op->result.p, op->result.len), &rec) != 0) {
+            txn_end_error(op, 500, "unreadable idempotency record", NULL);
+        } else if (strlen(rec.id) != op->id_len || memcmp(rec.id, op->id, op->id_len) != 0 ||
+                   rec.delta != op->delta) {
+            txn_end_error(op, 422, "Idempotency-Key reused for a different request",
+                          "a key may be used for one user id and delta only");
+        } else {
+            txn_end(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
+                    "Idempotent-Replayed: true\r\n");
         }
-        if (strlen(rec.id) != op->id_len || memcmp(rec.id, op->id, op->id_len) != 0 ||
-            rec.delta != op->delta) {
-            buf_free(&rec.body);
-            op_finish_error(op, 422, "Idempotency-Key reused for a different request",
-                            "a key may be used for one user id and delta only");
-            return;
-        }
-        op_finish(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
-                  "Idempotent-Replayed: true\r\n");
         buf_free(&rec.body);
         return;
     }
-    case STEP_MAIN:
-        if (reply_is(r, REDIS_REPLY_INTEGER)) {
-            struct buf body;
-            buf_init(&body);
-            app_json_balance(&body, id, r->integer);
-            if (!op->has_key) {
-                op_finish(op, 200, slice_of(body.p, body.len), NULL);
-                buf_free(&body);
-                return;
-            }
-            /* Record the outcome before answering, so that once the client has an answer, a
-             * retry finds it. */
-            op->result = body;
-            struct buf rec;
-            buf_init(&rec);
-            app_json_idem_encode(&rec, id, op->delta, 200, slice_of(body.p, body.len));
-            char key[300], ttl[32];
-            key_of(key, sizeof(key), "idem:", op->key, op->key_len);
-            snprintf(ttl, sizeof(ttl), "%" PRIu64, idem_ttl_s(op));
-            const char *argv[] = {"SET", key, rec.p, "EX", ttl};
-            size_t lens[] = {3, strlen(key), rec.len, 2, strlen(ttl)};
-            struct app_store *st = op->srv->store;
-            op->step = STEP_IDEM_RECORD;
-            if (st == NULL || app_store_command(st, op_on_reply, op, 5, argv, lens) != 0) {
-                log_warn("app", "idempotency record not saved", "key=\"%.*s\" reason=\"%s\"",
-                         (int)op->key_len, op->key, "store unavailable");
-                op_finish(op, 200, slice_of(op->result.p, op->result.len), NULL);
-            }
-            buf_free(&rec);
-            return;
-        }
-        if (reply_is(r, REDIS_REPLY_ERROR)) {
-            /* Refused: the balance did not change, so the claim is released. */
-            if (op->has_key)
-                release_idem_claim(op);
-            if (strstr(r->str, "overflow") || strstr(r->str, "out of range"))
-                op_finish_error(op, 409, "balance out of range", r->str);
-            else
-                op_store_failed(op, r->str);
-            return;
-        }
-        /* No reply: the INCRBY may or may not have been applied. The claim stays "pending"
-         * (until its TTL), so a retry with the same key can never apply it twice. */
-        op_store_failed(op, r ? "unexpected reply" : "connection to the store lost");
+    int64_t next;
+    if (op->balance_bad) {
+        txn_unwatch(op);
+        txn_end_error(op, 500, "stored balance is not an integer", NULL);
         return;
-    case STEP_IDEM_RECORD:
-        if (!reply_is(r, REDIS_REPLY_STATUS))
-            log_warn("app", "idempotency record not saved", "key=\"%.*s\" reason=\"%s\"",
-                     (int)op->key_len, op->key,
-                     reply_is(r, REDIS_REPLY_ERROR) ? r->str : "no reply");
-        /* The balance changed either way: answer with the result. */
-        op_finish(op, 200, slice_of(op->result.p, op->result.len), NULL);
+    }
+    if (__builtin_add_overflow(op->balance, op->delta, &next)) {
+        txn_unwatch(op);
+        txn_end_error(op, 409, "balance out of range", ERR_BALANCE_OVERFLOW);
         return;
+    }
+    if (op->srv->store == NULL || app_store_connection_id(op->srv->store) != op->store_conn) {
+        /* the WATCH went to a connection that is gone: it protects nothing on the new one */
+        txn_read(op);
+        return;
+    }
+    struct slice id = slice_of(op->id, op->id_len);
+    op->result.len = 0;
+    app_json_balance(&op->result, id, next);
+    struct buf rec;
+    buf_init(&rec);
+    app_json_idem_encode(&rec, id, op->delta, 200, slice_of(op->result.p, op->result.len));
+    char ikey[300], bkey[96], num[32], ttl[32];
+    key_of(ikey, sizeof(ikey), "idem:", op->key, op->key_len);
+    key_of(bkey, sizeof(bkey), "balance:", op->id, op->id_len);
+    snprintf(num, sizeof(num), "%" PRId64, next);
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, idem_ttl_s(op));
+    const char *multi[] = {"MULTI"};
+    size_t multi_lens[] = {5};
+    const char *set_bal[] = {"SET", bkey, num};
+    size_t set_bal_lens[] = {3, strlen(bkey), strlen(num)};
+    const char *set_rec[] = {"SET", ikey, rec.p, "EX", ttl};
+    size_t set_rec_lens[] = {3, strlen(ikey), rec.len, 2, strlen(ttl)};
+    const char *exec[] = {"EXEC"};
+    size_t exec_lens[] = {4};
+    op->phase = TXN_WRITE;
+    op->reply_ix = 0;
+    op->exec_ok = false;
+    op->conflict = false;
+    txn_send(op, 1, multi, multi_lens);
+    txn_send(op, 3, set_bal, set_bal_lens);
+    txn_send(op, 5, set_rec, set_rec_lens);
+    txn_send(op, 1, exec, exec_lens);
+    buf_free(&rec);
+    if (op->inflight == 0)
+        txn_end_error(op, 503, "store unavailable", op->txn_why);
+}
+
+/* The write batch is complete. */
+static void txn_after_write(struct op *op)
+{
+    if (op->exec_ok) {
+        txn_end(op, 200, slice_of(op->result.p, op->result.len), NULL);
+    } else if (op->conflict && op->attempts < TXN_ATTEMPTS_MAX) {
+        txn_read(op);
+    } else if (op->conflict) {
+        txn_end_error(op, 409, "too many concurrent updates of this balance", "retry");
+    } else {
+        /* Lost connection: the outcome is unknown and a retry with the same key settles it. */
+        txn_end_error(op, 503, "store unavailable", op->txn_why);
+    }
+}
+
+static void on_txn_reply(struct op *op, const redisReply *r)
+{
+    unsigned ix = op->reply_ix++;
+    op->inflight--;
+    bool is_exec = op->phase == TXN_WRITE && ix == 3;
+    if (r == NULL) {
+        txn_fail(op, "connection to the store lost");
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        txn_fail(op, r->str); /* an error queueing a command also aborts the EXEC */
+    } else if (is_exec) {
+        if (r->type == REDIS_REPLY_ARRAY)
+            op->exec_ok = true;
+        else if (r->type == REDIS_REPLY_NIL)
+            op->conflict = true;
+        else
+            txn_fail(op, "unexpected reply to EXEC");
+    } else if (op->phase == TXN_READ && ix == 1) {
+        if (r->type == REDIS_REPLY_STRING) {
+            op->found = true;
+            buf_append(&op->result, r->str, r->len);
+        } else if (r->type != REDIS_REPLY_NIL) {
+            txn_fail(op, "unexpected reply");
+        }
+    } else if (op->phase == TXN_READ && ix == 2) {
+        if (r->type == REDIS_REPLY_STRING)
+            op->balance_bad =
+                app_json_parse_int64(slice_of(r->str, r->len), &op->balance) != 0;
+        else if (r->type != REDIS_REPLY_NIL)
+            txn_fail(op, "unexpected reply");
+    }
+    if (op->inflight > 0)
+        return;
+    if (op->phase == TXN_READ)
+        txn_after_read(op);
+    else
+        txn_after_write(op);
+}
+
+/* Starts waiting transactions while the lane is free. Not reentrant: a transaction that ends
+ * at once, inside this loop, lets the loop start the next one. */
+static void txn_run_next(struct app_server *s)
+{
+    if (s->txn_pumping)
+        return;
+    s->txn_pumping = true;
+    while (s->txn_active == NULL && !list_empty(&s->txn_wait)) {
+        struct op *op = container_of(s->txn_wait.next, struct op, lane);
+        list_remove(&op->lane);
+        s->txn_waiting--;
+        if (op->conn == NULL) {
+            op_free(op); /* its client was answered 503 or left; nothing was sent */
+            continue;
+        }
+        s->txn_active = op;
+        txn_read(op);
+    }
+    s->txn_pumping = false;
+}
+
+static void txn_enqueue(struct op *op)
+{
+    struct app_server *s = op->srv;
+    if (s->txn_waiting >= TXN_WAITING_MAX) {
+        op_store_failed(op, "too many balance updates waiting");
+        return;
+    }
+    list_append(&s->txn_wait, &op->lane);
+    s->txn_waiting++;
+    txn_run_next(s);
+}
+
+static void send_incrby(struct op *op)
+{
+    char key[96], num[32];
+    key_of(key, sizeof(key), "balance:", op->id, op->id_len);
+    snprintf(num, sizeof(num), "%" PRId64, op->delta);
+    const char *argv[] = {"INCRBY", key, num};
+    size_t lens[] = {6, strlen(key), strlen(num)};
+    op_send(op, 3, argv, lens);
+}
+
+/* POST /users/{id}/balance without an Idempotency-Key: INCRBY balance:ID DELTA. */
+static void on_incrby_reply(struct op *op, const redisReply *r)
+{
+    if (reply_is(r, REDIS_REPLY_INTEGER)) {
+        struct buf body;
+        buf_init(&body);
+        app_json_balance(&body, slice_of(op->id, op->id_len), r->integer);
+        op_finish(op, 200, slice_of(body.p, body.len), NULL);
+        buf_free(&body);
+    } else if (reply_is(r, REDIS_REPLY_ERROR) &&
+               (strstr(r->str, "overflow") || strstr(r->str, "out of range"))) {
+        op_finish_error(op, 409, "balance out of range", r->str);
+    } else {
+        op_store_failed(op, reply_is(r, REDIS_REPLY_ERROR) ? r->str
+                            : r ? "unexpected reply"
+                                : "connection to the store lost");
     }
 }
 
@@ -639,7 +796,10 @@ static void op_on_reply(void *ud, const redisReply *r)
     struct op *op = ud;
     struct slice id = slice_of(op->id, op->id_len);
     if (op->action == APP_ACT_BALANCE_POST) {
-        on_balance_reply(op, r);
+        if (op->has_key)
+            on_txn_reply(op, r);
+        else
+            on_incrby_reply(op, r);
         return;
     }
     if (r == NULL) {
@@ -752,24 +912,24 @@ static void start_op(struct conn *c)
     case APP_ACT_BALANCE_GET: {
         const char *argv[] = {"GET", key};
         size_t lens[] = {3, strlen(key)};
-        op_send(op, STEP_MAIN, 2, argv, lens);
+        op_send(op, 2, argv, lens);
         break;
     }
     case APP_ACT_USER_PUT: {
         const char *argv[] = {"SET", key, op->doc.p, "GET"};
         size_t lens[] = {3, strlen(key), op->doc.len, 3};
-        op_send(op, STEP_MAIN, 4, argv, lens);
+        op_send(op, 4, argv, lens);
         break;
     }
     case APP_ACT_USER_DELETE: {
         const char *argv[] = {"DEL", key};
         size_t lens[] = {3, strlen(key)};
-        op_send(op, STEP_MAIN, 2, argv, lens);
+        op_send(op, 2, argv, lens);
         break;
     }
     case APP_ACT_BALANCE_POST:
         if (op->has_key)
-            send_idem_claim(op);
+            txn_enqueue(op);
         else
             send_incrby(op);
         break;
@@ -1169,6 +1329,7 @@ int app_server_new(uv_loop_t *loop, const struct app_config *cfg, struct app_ser
     snprintf(s->name, sizeof(s->name), "%s", cfg->name);
     s->limits = http1_default_limits;
     list_init(&s->conns);
+    list_init(&s->txn_wait);
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     struct sockaddr_storage bound;

@@ -52,6 +52,7 @@ struct app_store {
     uint64_t since_ms;    /* when the current connect attempt started */
     uint64_t progress_ms; /* last reply, or when the first pending command was sent */
     unsigned pending;     /* commands sent on the current connection, not yet answered */
+    uint64_t conn_id;     /* counts connection attempts: names the current connection */
     bool down_logged;     /* the store being down has been logged since it was last up */
     char why[160];        /* why the store is unavailable (WAIT) */
     int open_handles;
@@ -258,6 +259,7 @@ static void connect_start(struct app_store *s)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     s->ac = ac;
+    s->conn_id++;
     s->state = ST_CONNECTING;
     s->since_ms = clock_now_ms();
     s->pending = 0;
@@ -331,6 +333,11 @@ struct app_store *app_store_new(uv_loop_t *loop, const char *host, int port,
 bool app_store_is_connected(const struct app_store *s)
 {
     return s->state == ST_CONNECTED;
+}
+
+uint64_t app_store_connection_id(const struct app_store *s)
+{
+    return s->ac ? s->conn_id : 0;
 }
 
 const char *app_store_status(const struct app_store *s)

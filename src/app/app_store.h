@@ -38,6 +38,10 @@ struct app_store *app_store_new(uv_loop_t *loop, const char *host, int port,
                                 const struct app_store_opts *opts);
 /* True while a connection is established. */
 bool app_store_is_connected(const struct app_store *s);
+/* Names the connection commands are sent on now (a new value for every connection; 0 while
+ * there is none). Connection state such as WATCH lives on one connection: a caller compares
+ * this before and after to know its commands went to the same one. */
+uint64_t app_store_connection_id(const struct app_store *s);
 /* Sends one command (argv/lens borrowed for the call). Returns 0 and later calls fn once, or a
  * negative code (-ENOTCONN while no connection is up or being set up) and never calls fn. The
  * callback is never called synchronously from inside this function. */
