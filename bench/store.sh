@@ -12,12 +12,15 @@
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
-#                  [--memory [--keys 1000000]]
+#                  [--memory [--keys 1000000]] [--pin]
 #
 # --fsync none      redis: --appendonly no;                 tandem: --in-memory
 # --fsync everysec  redis: --appendonly yes --appendfsync everysec; tandem: --fsync everysec
 # --fsync always    redis: --appendonly yes --appendfsync always;   tandem: --fsync always
 # (both with their data directory under the same /tmp directory, so on the same file system).
+#
+# --pin runs both servers on CPU 1 and redis-benchmark on CPU 0 (taskset), so neither side
+# of a pair is scheduled onto the other's core: less noise on a 2-core machine.
 #
 # --memory loads --keys keys (16-byte keys, 32-byte values, pipelined) into each server and
 # reports INFO used_memory and RSS.
@@ -25,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=3 fsyncs=none requests=200000 clients=50 tests=set,get,incr,hset,mset pipelines=1,16
-memory=0 keys=1000000
+memory=0 keys=1000000 pin=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -36,12 +39,15 @@ while [[ $# -gt 0 ]]; do
         --pipelines) pipelines=$2; shift 2 ;;
         --memory) memory=1; shift ;;
         --keys) keys=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --pin) pin=1; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "store.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 TANDEM=${TANDEM_BIN:-build/tandem}
+server_cpu=() client_cpu=()
+if [[ $pin == 1 ]]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0); fi
 REDIS=${REDIS_SERVER:-/usr/bin/redis-server}
 [[ -x $TANDEM ]] || make -j2 >/dev/null
 tmp=$(mktemp -d /tmp/tandem-bench.XXXXXX)
@@ -76,12 +82,12 @@ start_server() {
         local args=(db --listen "127.0.0.1:$port" --dir "$dir")
         if [[ $fsync == none ]]; then args+=(--in-memory)
         else args+=(--fsync "$fsync"); fi
-        "$TANDEM" "${args[@]}" 2>"$dir/log" &
+        "${server_cpu[@]}" "$TANDEM" "${args[@]}" 2>"$dir/log" &
     else
         local args=(--port "$port" --bind 127.0.0.1 --save "" --dir "$dir" --daemonize no)
         if [[ $fsync == none ]]; then args+=(--appendonly no)
         else args+=(--appendonly yes --appendfsync "$fsync"); fi
-        "$REDIS" "${args[@]}" >"$dir/log" 2>&1 &
+        "${server_cpu[@]}" "$REDIS" "${args[@]}" >"$dir/log" 2>&1 &
     fi
     local pid=$!
     pids+=("$pid")
@@ -103,7 +109,7 @@ cpu_ticks() {
 bench() {
     local c0 c1 line
     c0=$(cpu_ticks "$4")
-    line=$(redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
+    line=$("${client_cpu[@]}" redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
         tr '\r' '\n' | grep "requests per second" |
         sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/')
     c1=$(cpu_ticks "$4")
@@ -121,7 +127,7 @@ results=$tmp/results
 IFS=, read -ra fsync_list <<<"$fsyncs"
 IFS=, read -ra pipe_list <<<"$pipelines"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TANDEM" version | head -1 | cut -d' ' -f2), $("$REDIS" --version | cut -d' ' -f3)"
-echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians"
+echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians$([[ $pin == 1 ]] && echo ', servers on CPU 1, client on CPU 0')"
 for fsync in "${fsync_list[@]}"; do
     for run in $(seq 1 "$runs"); do
         echo "# load run=$run fsync=$fsync $(uptime | sed -E 's/.*(load average)/\1/')"
