@@ -52,6 +52,7 @@ int main(int argc, char **argv)
     /* a peer that closes while we write must give EPIPE, not kill the process (for every
      * command: the balancer, app, store and load generator all write to sockets) */
     signal(SIGPIPE, SIG_IGN);
+    cli_follow_supervisor();
     char self[256];
     snprintf(self, sizeof(self), "%s", argv[0]);
     const char *base = basename(self);

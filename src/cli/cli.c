@@ -4,11 +4,17 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "base/parse.h"
+#include "harness/child.h"
 
 void cli_help(const struct cli_spec *spec)
 {
@@ -119,4 +125,22 @@ int cli_data_dir(const char *dir, char *err, size_t errlen)
         return -errno;
     }
     return 0;
+}
+
+void cli_follow_supervisor(void)
+{
+    const char *v = getenv(CHILD_SUPERVISOR_ENV);
+    uint64_t pid;
+    if (v == NULL || parse_uint(v, 2, INT32_MAX, &pid) != 0) {
+        unsetenv(CHILD_SUPERVISOR_ENV);
+        return;
+    }
+    /* Only the supervisor's own children: what a provision command starts is not tied to it. */
+    unsetenv(CHILD_SUPERVISOR_ENV);
+    if ((uint64_t)getppid() != pid)
+        return;
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+        return;
+    if ((uint64_t)getppid() != pid)
+        raise(SIGTERM); /* it died between the check and the request */
 }

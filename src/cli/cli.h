@@ -48,4 +48,9 @@ void cli_help(const struct cli_spec *spec);
  * it is a writable directory. Returns 0, or a negated errno with a sentence in err. */
 int cli_data_dir(const char *dir, char *err, size_t errlen);
 
+/* For a process started by tandem's supervisor (`tandem up`, `tandem demo`: the environment
+ * names its PID): asks the kernel to send SIGTERM when the supervisor dies, so a supervisor
+ * killed with -9 leaves nothing running. Clears the variable either way. Call first in main. */
+void cli_follow_supervisor(void);
+
 #endif

@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/buf.h"
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
@@ -106,15 +108,31 @@ int child_spawn(uv_loop_t *loop, struct child *c, const char *name, char *const 
         stdio[2].flags = UV_INHERIT_FD;
         stdio[2].data.fd = c->log_fd;
     }
+    /* The child's environment: ours plus TANDEM_SUPERVISOR_PID, which a tandem child uses to
+     * die with us (src/main.c), so a supervisor killed with -9 leaves nothing running. */
+    extern char **environ;
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **env = xcalloc(nenv + 2, sizeof(*env));
+    char supervisor[48];
+    snprintf(supervisor, sizeof(supervisor), "%s=%ld", CHILD_SUPERVISOR_ENV, (long)getpid());
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], CHILD_SUPERVISOR_ENV "=", strlen(CHILD_SUPERVISOR_ENV) + 1) != 0)
+            env[k++] = environ[i];
+    env[k] = supervisor;
     uv_process_options_t opt;
     memset(&opt, 0, sizeof(opt));
     opt.file = argv[0];
     opt.args = (char **)argv;
+    opt.env = env;
     opt.exit_cb = on_exit_cb;
     opt.stdio_count = 3;
     opt.stdio = stdio;
     c->proc.data = c;
     int rc = uv_spawn(loop, &c->proc, &opt);
+    free(env);
     if (rc != 0) {
         /* the process handle must still be closed; run the loop once to finish */
         c->open_handles = 1 + (c->has_pipe ? 1 : 0);

@@ -14,6 +14,10 @@
 
 struct child;
 
+/* Set in every child's environment to the spawning process's PID: a tandem process started
+ * with it asks the kernel to stop it when that process dies (cli_follow_supervisor). */
+#define CHILD_SUPERVISOR_ENV "TANDEM_SUPERVISOR_PID"
+
 /* One complete line of the child's stderr (without the newline); borrowed for the call. */
 typedef void (*child_line_cb)(struct child *c, struct slice line, void *ud);
 

@@ -57,7 +57,9 @@ def status(admin):
     return r.stdout
 
 
-def test_up_failover_provisioning_and_clean_stop(procs, tmp_path):
+def start_up(procs, tmp_path):
+    """Starts `tandem up` on a small config; returns once a replica is in sync with the
+    primary: (up, processes, admin, web, store, dbs, primary, replica)."""
     admin = free_port()
     cfg = tmp_path / "up.ini"
     cfg.write_text(f"""; a small topology for the test
@@ -90,6 +92,11 @@ listen = 127.0.0.1:{admin}
     wait_for(lambda: info(dbs[primary]).get("tandem_sync_state") == "ok", 15 * SLOW,
              what="the replica in sync")
     assert info(dbs[replica])["master_port"] == dbs[primary]
+    return up, ps, admin, web, store, dbs, primary, replica
+
+
+def test_up_failover_provisioning_and_clean_stop(procs, tmp_path):
+    up, ps, admin, web, store, dbs, primary, replica = start_up(procs, tmp_path)
 
     # the store pool routes to the primary; the web pool spreads over A and B
     rs = redis.Redis(host="127.0.0.1", port=store, socket_timeout=2)
@@ -149,6 +156,15 @@ listen = 127.0.0.1:{admin}
     assert "stopped; logs kept in" in up.log()
     for pid in pids:
         assert not alive(pid), f"pid {pid} still running after tandem up exited"
+
+
+def test_up_killed_9_takes_its_children_with_it(procs, tmp_path):
+    up, ps, *_ = start_up(procs, tmp_path)
+    pids = [v[2] for v in ps.values()]
+    assert pids and all(alive(p) for p in pids)
+    up.signal(signal.SIGKILL)
+    wait_for(lambda: not any(alive(p) for p in pids), 15 * SLOW,
+             what="every process tandem up started to stop after it was killed -9")
 
 
 def test_up_rejects_a_bad_config(tmp_path):
