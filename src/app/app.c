@@ -426,9 +426,17 @@ static void op_free(struct op *op)
     free(op);
 }
 
-/* Answers the op's request (if it still has one) and frees the op. */
+static void txn_run_next(struct app_server *s);
+
+/* Answers the op's request (if it still has one), frees the op, and gives the transaction
+ * lane to the next op when this one held it. */
 static void op_finish(struct op *op, int status, struct slice body, const char *extra)
 {
+    struct app_server *s = op->srv;
+    if (s->txn_active == op) {
+        s->txn_active = NULL;
+        txn_run_next(s); /* first, so that the waiting go before what this answer lets in */
+    }
     struct conn *c = op->conn;
     if (c) {
         c->op = NULL;
@@ -508,8 +516,6 @@ enum txn_phase {
     TXN_WRITE,    /* MULTI, SET balance, SET record, EXEC */
 };
 
-static void txn_run_next(struct app_server *s);
-
 static uint64_t idem_ttl_s(const struct op *op)
 {
     uint64_t s = op->srv->cfg.idempotency_ttl_ms / 1000;
@@ -557,24 +563,6 @@ static void txn_unwatch(struct op *op)
         (void)app_store_command(st, ignore_reply, NULL, 1, argv, lens);
 }
 
-/* Gives the lane up and answers op's request (when it still has one). */
-static void txn_end(struct op *op, int status, struct slice body, const char *extra)
-{
-    struct app_server *s = op->srv;
-    s->txn_active = NULL;
-    op_finish(op, status, body, extra);
-    txn_run_next(s);
-}
-
-static void txn_end_error(struct op *op, int status, const char *error, const char *detail)
-{
-    struct buf b;
-    buf_init(&b);
-    app_json_error(&b, error, detail, slice_of(op->id, op->id_len));
-    txn_end(op, status, slice_of(b.p, b.len), NULL);
-    buf_free(&b);
-}
-
 static void txn_read(struct op *op)
 {
     char ikey[300], bkey[96];
@@ -599,7 +587,7 @@ static void txn_read(struct op *op)
     txn_send(op, 2, get_rec, get_rec_lens);
     txn_send(op, 2, get_bal, get_bal_lens);
     if (op->inflight == 0)
-        txn_end_error(op, 503, "store unavailable", op->txn_why);
+        op_finish_error(op, 503, "store unavailable", op->txn_why);
 }
 
 /* The read batch is complete: replay, refuse, or write. */
@@ -607,7 +595,7 @@ static void txn_after_read(struct op *op)
 {
     if (op->txn_failed) {
         txn_unwatch(op);
-        txn_end_error(op, 503, "store unavailable", op->txn_why);
+        op_finish_error(op, 503, "store unavailable", op->txn_why);
         return;
     }
     if (op->found) {
@@ -616,13 +604,13 @@ static void txn_after_read(struct op *op)
         memset(&rec, 0, sizeof(rec));
         buf_init(&rec.body);
         if (app_json_idem_decode(slice_of(op->result.p, op->result.len), &rec) != 0) {
-            txn_end_error(op, 500, "unreadable idempotency record", NULL);
+            op_finish_error(op, 500, "unreadable idempotency record", NULL);
         } else if (strlen(rec.id) != op->id_len || memcmp(rec.id, op->id, op->id_len) != 0 ||
                    rec.delta != op->delta) {
-            txn_end_error(op, 422, "Idempotency-Key reused for a different request",
+            op_finish_error(op, 422, "Idempotency-Key reused for a different request",
                           "a key may be used for one user id and delta only");
         } else {
-            txn_end(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
+            op_finish(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
                     "Idempotent-Replayed: true\r\n");
         }
         buf_free(&rec.body);
@@ -631,12 +619,12 @@ static void txn_after_read(struct op *op)
     int64_t next;
     if (op->balance_bad) {
         txn_unwatch(op);
-        txn_end_error(op, 500, "stored balance is not an integer", NULL);
+        op_finish_error(op, 500, "stored balance is not an integer", NULL);
         return;
     }
     if (__builtin_add_overflow(op->balance, op->delta, &next)) {
         txn_unwatch(op);
-        txn_end_error(op, 409, "balance out of range", ERR_BALANCE_OVERFLOW);
+        op_finish_error(op, 409, "balance out of range", ERR_BALANCE_OVERFLOW);
         return;
     }
     if (op->srv->store == NULL || app_store_connection_id(op->srv->store) != op->store_conn) {
@@ -673,21 +661,21 @@ static void txn_after_read(struct op *op)
     txn_send(op, 1, exec, exec_lens);
     buf_free(&rec);
     if (op->inflight == 0)
-        txn_end_error(op, 503, "store unavailable", op->txn_why);
+        op_finish_error(op, 503, "store unavailable", op->txn_why);
 }
 
 /* The write batch is complete. */
 static void txn_after_write(struct op *op)
 {
     if (op->exec_ok) {
-        txn_end(op, 200, slice_of(op->result.p, op->result.len), NULL);
+        op_finish(op, 200, slice_of(op->result.p, op->result.len), NULL);
     } else if (op->conflict && op->attempts < TXN_ATTEMPTS_MAX) {
         txn_read(op);
     } else if (op->conflict) {
-        txn_end_error(op, 409, "too many concurrent updates of this balance", "retry");
+        op_finish_error(op, 409, "too many concurrent updates of this balance", "retry");
     } else {
         /* Lost connection: the outcome is unknown and a retry with the same key settles it. */
-        txn_end_error(op, 503, "store unavailable", op->txn_why);
+        op_finish_error(op, 503, "store unavailable", op->txn_why);
     }
 }
 
