@@ -709,13 +709,17 @@ static const struct cmd_def table[] = {
     {"decrby", cmd_data_decrby, 3, W | F, "string",
      "Decrement the integer value of a key by the given number", NULL, 0},
     {"del", cmd_data_del, -2, W | REC, "generic", "Delete a key", NULL, 0},
+    {"discard", cmd_multi_discard, 1, F | CMD_LOADING | CMD_MULTI_CTL, "transactions",
+     "Discard all commands issued after MULTI", NULL, 0},
     {"echo", cmd_echo, 2, F, "connection", "Echo the given string", NULL, 0},
+    {"exec", cmd_multi_exec, 1, CMD_LOADING | CMD_MULTI_CTL, "transactions",
+     "Execute all commands issued after MULTI", NULL, 0},
     {"exists", cmd_data_exists, -2, R | F, "generic", "Determine if a key exists", NULL, 0},
     {"expire", cmd_data_expire, -3, W | F, "generic", "Set a key's time to live in seconds", NULL,
      0},
     {"expireat", cmd_data_expireat, -3, W | F, "generic",
      "Set the expiration for a key as a UNIX timestamp", NULL, 0},
-    {"failover", cmd_failover, -1, CMD_ADMIN, "server",
+    {"failover", cmd_failover, -1, CMD_ADMIN | CMD_NO_MULTI, "server",
      "Start a coordinated failover between this server and one of its replicas", NULL, 0},
     {"flushall", cmd_data_flushall, -1, W | REC, "server", "Remove all keys from all databases",
      NULL, 0},
@@ -749,6 +753,8 @@ static const struct cmd_def table[] = {
      "Get the UNIX time stamp of the last successful save to disk", NULL, 0},
     {"mget", cmd_data_mget, -2, R | F, "string", "Get the values of all the given keys", NULL, 0},
     {"mset", cmd_data_mset, -3, W | REC, "string", "Set multiple keys to multiple values", NULL, 0},
+    {"multi", cmd_multi_multi, 1, F | CMD_LOADING | CMD_MULTI_CTL, "transactions",
+     "Mark the start of a transaction block", NULL, 0},
     {"persist", cmd_data_persist, 2, W | F | REC, "generic", "Remove the expiration from a key",
      NULL, 0},
     {"pexpire", cmd_data_pexpire, -3, W | F, "generic", "Set a key's time to live in milliseconds",
@@ -758,21 +764,21 @@ static const struct cmd_def table[] = {
     {"ping", cmd_ping, -1, F, "connection", "Ping the server", NULL, 0},
     {"pttl", cmd_data_pttl, 2, R | F, "generic", "Get the time to live for a key in milliseconds",
      NULL, 0},
-    {"quit", cmd_quit, -1, CMD_NOAUTH | F, "connection", "Close the connection", NULL, 0},
-    {"replicaof", cmd_replicaof, 3, CMD_ADMIN, "server",
+    {"quit", cmd_quit, -1, CMD_NOAUTH | F | CMD_MULTI_CTL, "connection", "Close the connection", NULL, 0},
+    {"replicaof", cmd_replicaof, 3, CMD_ADMIN | CMD_NO_MULTI, "server",
      "Make the server a replica of another instance, or promote it as master", NULL, 0},
     {"role", cmd_role, 1, F | CMD_LOADING, "server",
      "Return the role of the instance in the context of replication", NULL, 0},
-    {"save", cmd_save, 1, CMD_ADMIN, "server", "Synchronously save the dataset to disk", NULL, 0},
+    {"save", cmd_save, 1, CMD_ADMIN | CMD_NO_MULTI, "server", "Synchronously save the dataset to disk", NULL, 0},
     {"scan", cmd_data_scan, -2, R, "generic", "Incrementally iterate the keys space", NULL, 0},
     {"select", cmd_select, 2, F | CMD_LOADING, "connection",
      "Change the selected database for the current connection", NULL, 0},
     {"set", cmd_data_set, -3, W | REC, "string", "Set the string value of a key", NULL, 0},
     {"setnx", cmd_data_setnx, 3, W | F, "string",
      "Set the value of a key, only if the key does not exist", NULL, 0},
-    {"shutdown", cmd_shutdown, -1, CMD_ADMIN | CMD_LOADING, "server",
+    {"shutdown", cmd_shutdown, -1, CMD_ADMIN | CMD_LOADING | CMD_NO_MULTI, "server",
      "Synchronously save the dataset to disk and then shut down the server", NULL, 0},
-    {"slaveof", cmd_replicaof, 3, CMD_ADMIN, "server",
+    {"slaveof", cmd_replicaof, 3, CMD_ADMIN | CMD_NO_MULTI, "server",
      "Make the server a replica of another instance, or promote it as master", NULL, 0},
     {"strlen", cmd_data_strlen, 2, R | F, "string", "Get the length of the value stored in a key",
      NULL, 0},
@@ -780,10 +786,14 @@ static const struct cmd_def table[] = {
     {"ttl", cmd_data_ttl, 2, R | F, "generic", "Get the time to live for a key in seconds", NULL,
      0},
     {"type", cmd_data_type, 2, R | F, "generic", "Determine the type stored at key", NULL, 0},
-    {"wait", cmd_wait, 3, 0, "generic",
+    {"unwatch", cmd_multi_unwatch, 1, F | CMD_LOADING, "transactions",
+     "Forget about all watched keys", NULL, 0},
+    {"wait", cmd_wait, 3, CMD_NO_MULTI, "generic",
      "Wait for the synchronous replication of all the write commands sent in the context of the "
      "current connection",
      NULL, 0},
+    {"watch", cmd_multi_watch, -2, F | CMD_LOADING | CMD_MULTI_CTL, "transactions",
+     "Watch the given keys to determine execution of the MULTI/EXEC block", NULL, 0},
 };
 
 #undef W
@@ -886,7 +896,7 @@ static const struct cmd_def *lut_find(const struct cmd_env *env, struct slice a)
 
 static void add_flag_list(struct buf *o, unsigned flags)
 {
-    const char *names[6];
+    const char *names[7];
     int n = 0;
     if (flags & CMD_WRITE)
         names[n++] = "write";
@@ -900,6 +910,8 @@ static void add_flag_list(struct buf *o, unsigned flags)
         names[n++] = "loading";
     if (flags & CMD_FAST)
         names[n++] = "fast";
+    if (flags & CMD_NO_MULTI)
+        names[n++] = "no_multi";
     resp_add_array(o, n);
     for (int i = 0; i < n; i++)
         resp_add_status(o, names[i]);
@@ -1130,31 +1142,168 @@ void cmd_session_free(struct session *s)
 {
     free(s->name);
     s->name = NULL;
+    cmd_multi_discard_state(s);
+}
+
+bool cmd_run(struct cmd_env *env, struct session *s, const struct cmd_def *def, const char *parent,
+             int argc, const struct slice *argv)
+{
+    struct call c = {env,  env->db,         env->db->ks, s,   s->out, argc,
+                     argv, env->db->now_ms, def,         parent, false};
+    def->fn(&c);
+    return c.logged && db_is_logging(env->db);
+}
+
+/* A command refused before it ran: EXEC itself aborts the transaction (Redis answers
+ * "EXECABORT ... because of: <why>"); anything else replies the error and, inside MULTI, flags
+ * the transaction. */
+static bool refuse(struct call *c, const char *why)
+{
+    if (c->def && c->def->fn == cmd_multi_exec && c->parent == NULL) {
+        cmd_multi_abort(c, why);
+        return false;
+    }
+    reply_err(c->out, why);
+    if (c->s->multi.on)
+        c->s->multi.flagged = true;
+    return false;
 }
 
 bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct slice *argv)
 {
     struct call c = {env,  env->db,         env->db->ks, s,    s->out, argc,
                      argv, env->db->now_ms, NULL,        NULL, false};
+    size_t mark = s->out->len;
     const struct cmd_def *d = resolve(&c);
-    if (d == NULL)
-        return false;
-    if (!s->authed && !(d->flags & CMD_NOAUTH)) {
-        reply_err(s->out, ERR_NOAUTH);
+    if (d == NULL) {
+        if (c.def && c.def->fn == cmd_multi_exec && c.parent == NULL) {
+            /* EXEC with arguments: Redis aborts the transaction with the arity text. */
+            s->out->len = mark;
+            cmd_multi_abort(&c, "wrong number of arguments for 'exec' command");
+        } else if (s->multi.on) {
+            if (c.def == NULL && arg_is(argv[0], "replsync")) {
+                s->out->len = mark;
+                reply_err(s->out, "ERR Command not allowed inside a transaction");
+            }
+            s->multi.flagged = true;
+        }
         return false;
     }
-    if ((d->flags & CMD_WRITE) && env->repl) {
+    if (!s->authed && !(d->flags & CMD_NOAUTH))
+        return refuse(&c, ERR_NOAUTH);
+    if (s->multi.on && (d->flags & CMD_NO_MULTI))
+        return refuse(&c, "ERR Command not allowed inside a transaction");
+    bool writes = (d->flags & CMD_WRITE) ||
+                  (d->fn == cmd_multi_exec && s->multi.on && s->multi.writes);
+    if (writes && env->repl) {
         const char *why = env->repl->write_refusal(env->repl_ud);
-        if (why) {
-            reply_err(s->out, why);
-            return false;
-        }
+        if (why)
+            return refuse(&c, why);
+    }
+    if (s->multi.on && !(d->flags & CMD_MULTI_CTL)) {
+        cmd_multi_queue(&c);
+        return false;
     }
     d->fn(&c);
     return c.logged && db_is_logging(env->db);
 }
 
+/* Checks that argv is a plain record command with a valid arity; returns it or NULL with the
+ * reason in err. */
+static const struct cmd_def *record_def(int argc, const struct slice *argv, char *err,
+                                        size_t errlen)
+{
+    if (argc < 1) {
+        snprintf(err, errlen, "empty record");
+        return NULL;
+    }
+    const struct cmd_def *d = find_cmd(table, NTABLE, argv[0]);
+    if (d == NULL || !(d->flags & CMD_RECORD)) {
+        snprintf(err, errlen, "'%.*s' is not a record command",
+                 (int)(argv[0].len < 64 ? argv[0].len : 64), argv[0].p);
+        return NULL;
+    }
+    if (!arity_ok(d->arity, argc)) {
+        snprintf(err, errlen, "wrong number of arguments for record '%s'", d->name);
+        return NULL;
+    }
+    return d;
+}
+
+/* A TXN sub-record count: decimal digits only, no leading zero, > 0. */
+static bool parse_count(struct slice a, int64_t *out)
+{
+    if (a.len == 0 || a.len > 10 || a.p[0] == '0')
+        return false;
+    int64_t v = 0;
+    for (size_t i = 0; i < a.len; i++) {
+        if (a.p[i] < '0' || a.p[i] > '9')
+            return false;
+        v = v * 10 + (a.p[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Validates a whole TXN record (argv[0] is TXN): every count fits what follows exactly and
+ * every sub-record is a plain record. Returns the number of sub-records, or 0 with err set. */
+static int txn_check(int argc, const struct slice *argv, char *err, size_t errlen)
+{
+    int i = 1, n = 0;
+    if (argc < 2) {
+        snprintf(err, errlen, "TXN record without sub-records");
+        return 0;
+    }
+    while (i < argc) {
+        int64_t cnt;
+        if (!parse_count(argv[i], &cnt)) {
+            snprintf(err, errlen, "TXN sub-record %d: bad argument count '%.*s'", n + 1,
+                     (int)(argv[i].len < 32 ? argv[i].len : 32), argv[i].p);
+            return 0;
+        }
+        if (cnt > argc - i - 1) {
+            snprintf(err, errlen, "TXN sub-record %d: count %lld exceeds the record", n + 1,
+                     (long long)cnt);
+            return 0;
+        }
+        if (slice_eq_nocase(argv[i + 1], SLICE_LIT("TXN"))) {
+            snprintf(err, errlen, "TXN sub-record %d: nested TXN", n + 1);
+            return 0;
+        }
+        char why[160];
+        if (record_def((int)cnt, argv + i + 1, why, sizeof(why)) == NULL) {
+            snprintf(err, errlen, "TXN sub-record %d: %s", n + 1, why);
+            return 0;
+        }
+        i += 1 + (int)cnt;
+        n++;
+    }
+    return n;
+}
+
+static int apply_one(struct db *db, int argc, const struct slice *argv, char *err,
+                     size_t errlen);
+
 int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen)
+{
+    if (argc < 1 || !slice_eq_nocase(argv[0], SLICE_LIT("TXN")))
+        return apply_one(db, argc, argv, err, errlen);
+    if (txn_check(argc, argv, err, errlen) == 0)
+        return -EINVAL;
+    for (int i = 1; i < argc;) {
+        int cnt = 0;
+        for (size_t k = 0; k < argv[i].len; k++)
+            cnt = cnt * 10 + (argv[i].p[k] - '0');
+        int rc = apply_one(db, cnt, argv + i + 1, err, errlen);
+        if (rc != 0)
+            return rc;
+        i += 1 + cnt;
+    }
+    return 0;
+}
+
+/* Applies one plain record. */
+static int apply_one(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen)
 {
     /* Records name their command in upper case and are looked up by bisection, so the env needs
      * no lookup table: zero only what cmd_env_free and the commands use. */
@@ -1166,21 +1315,10 @@ int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size
     buf_init(&out);
     struct session s = {.authed = true, .out = &out};
     struct call c = {env, db, db->ks, &s, &out, argc, argv, 0, NULL, NULL, false};
-    if (argc < 1) {
-        snprintf(err, errlen, "empty record");
+    const struct cmd_def *d = record_def(argc, argv, err, errlen);
+    if (d == NULL)
         return -EINVAL;
-    }
-    const struct cmd_def *d = find_cmd(table, NTABLE, argv[0]);
-    if (d == NULL || !(d->flags & CMD_RECORD)) {
-        snprintf(err, errlen, "'%.*s' is not a record command",
-                 (int)(argv[0].len < 64 ? argv[0].len : 64), argv[0].p);
-        return -EINVAL;
-    }
     c.def = d;
-    if (!arity_ok(d->arity, argc)) {
-        snprintf(err, errlen, "wrong number of arguments for record '%s'", d->name);
-        return -EINVAL;
-    }
     bool was_applying = db->applying;
     int64_t was_now = db->now_ms;
     db->applying = true;

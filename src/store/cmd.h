@@ -12,10 +12,33 @@
 
 #include "base/buf.h"
 #include "store/db.h"
+#include "store/watch.h"
 
 #define SESSION_CLOSE_AFTER_REPLY 0x1u /* QUIT: close once the replies are written */
 #define SESSION_SHUTDOWN 0x2u          /* SHUTDOWN: stop the server */
 #define SESSION_WAIT 0x4u              /* WAIT: the server blocks the client (wait_* fields) */
+
+struct cmd_def;
+
+/* A command queued by MULTI: its definition (resolved when queued) and an owned copy of argv
+ * (one allocation: the slices, then the bytes). */
+struct cmd_queued {
+    const struct cmd_def *def;
+    const char *parent; /* container name when def is a sub-command */
+    int argc;
+    struct slice *argv;
+};
+
+/* Transaction state of a session (store/cmd_multi.c). */
+struct cmd_multi {
+    bool on;      /* between MULTI and EXEC/DISCARD */
+    bool flagged; /* a command was refused while queueing: EXEC aborts */
+    bool writes;  /* a queued command is a write */
+    struct cmd_queued *q;
+    size_t n, cap;
+    uint64_t bytes;         /* queued bytes, capped (see cmd_multi.c) */
+    struct watcher watcher; /* WATCHed keys */
+};
 
 /* Per-connection state the commands read and change. The server embeds one per client. */
 struct session {
@@ -27,6 +50,7 @@ struct session {
     uint64_t last_write_lsn;  /* lsn of this connection's last write (WAIT waits for it) */
     uint64_t wait_replicas;   /* WAIT numreplicas */
     uint64_t wait_timeout_ms; /* WAIT timeout (0: forever) */
+    struct cmd_multi multi;   /* MULTI/EXEC/WATCH state; zero-initialised */
 };
 
 /* Replication hooks (store/repl_node.c implements them). Without them the node is a standalone
@@ -76,17 +100,20 @@ struct cmd_env {
 void cmd_env_init(struct cmd_env *env, struct db *db);
 /* Frees env's scratch (not the db). */
 void cmd_env_free(struct cmd_env *env);
-/* Releases what a session owns (its name). */
+/* Releases what a session owns (its name, a queued transaction) and unwatches its keys (the db
+ * whose table they are in must still be alive). The session may be reused afterwards. */
 void cmd_session_free(struct session *s);
 
 /* Runs one command (argc >= 1; argv borrowed for the call) for session s, appending exactly one
- * reply to s->out, except SHUTDOWN which replies nothing on success. Uses env->db->now_ms as the
+ * reply to s->out, except SHUTDOWN which replies nothing on success. Between MULTI and EXEC a
+ * command that passes the checks is copied into the session's queue and answered +QUEUED; EXEC
+ * runs the queue with the db capturing its records, logged as one record. Uses env->db->now_ms as the
  * current time: the caller sets it (wall clock) before a batch of commands. Returns true when
  * the command was a write that logged a record (its reply must wait for durability). */
 bool cmd_exec(struct cmd_env *env, struct session *s, int argc, const struct slice *argv);
 
-/* Applies a resolved record (see store/persist.h) with expiry and logging disabled. Returns 0 or
- * -EINVAL with a reason in err. */
+/* Applies a resolved record (see store/persist.h) with expiry and logging disabled. A TXN record
+ * is validated whole before any of it is applied. Returns 0 or -EINVAL with a reason in err. */
 int cmd_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen);
 
 /* Number of commands in the table (COMMAND COUNT). */

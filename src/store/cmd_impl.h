@@ -28,6 +28,8 @@
 #define CMD_FAST 0x10u
 #define CMD_ADMIN 0x20u
 #define CMD_LOADING 0x40u /* also fine while loading */
+#define CMD_NO_MULTI 0x80u /* refused between MULTI and EXEC */
+#define CMD_MULTI_CTL 0x100u /* runs at once between MULTI and EXEC (EXEC, DISCARD, ...) */
 
 struct call;
 
@@ -131,6 +133,26 @@ static inline struct kentry *lookup_write(struct call *c, struct slice key)
 /* Replies the Redis arity error for the command being run (named "container|sub" for
  * sub-commands). */
 void cmd_arity_error(struct call *c);
+
+/* Runs an already resolved command for session s, appending its reply to s->out. Returns true
+ * when it logged a record. */
+bool cmd_run(struct cmd_env *env, struct session *s, const struct cmd_def *def, const char *parent,
+             int argc, const struct slice *argv);
+
+/* Transaction commands (store/cmd_multi.c). */
+void cmd_multi_multi(struct call *c);
+void cmd_multi_exec(struct call *c);
+void cmd_multi_discard(struct call *c);
+void cmd_multi_watch(struct call *c);
+void cmd_multi_unwatch(struct call *c);
+/* Replies "EXECABORT Transaction discarded because of: why" and discards the transaction (what
+ * Redis answers when EXEC itself is refused). */
+void cmd_multi_abort(struct call *c, const char *why);
+/* Copies the command of c into the session's queue and replies +QUEUED, or replies an error and
+ * flags the transaction when the queue would exceed its byte limit. */
+void cmd_multi_queue(struct call *c);
+/* Drops the queue, leaves MULTI and unwatches every key. */
+void cmd_multi_discard_state(struct session *s);
 
 /* Data commands (store/cmd_data.c); each appends exactly one reply to c->out. */
 void cmd_data_get(struct call *c);

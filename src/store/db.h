@@ -14,6 +14,18 @@
 #include "store/keyspace.h"
 
 struct persist_ops;
+struct watch;
+
+/* Records collected while an EXEC runs (db_capture_begin/end): their arguments back to back in
+ * bytes, each argument's length in lens, each record's argument count in argcs. */
+struct db_capture {
+    bool on;
+    struct buf bytes;
+    size_t *lens;
+    size_t nargs, args_cap;
+    int *argcs;
+    size_t nrecs, recs_cap;
+};
 
 enum db_fsync {
     DB_FSYNC_ALWAYS = 0,
@@ -69,6 +81,8 @@ struct db {
     bool applying;     /* replaying records: no logging, no expiry */
     uint64_t hits, misses;
     int64_t start_wall_ms;
+    struct watch *watch;   /* WATCH table (store/watch.h): keys clients watch */
+    struct db_capture cap; /* on while an EXEC runs */
 };
 
 /* Creates a db with an empty keyspace hashed with seed (16 secret random bytes). cfg is
@@ -83,9 +97,18 @@ static inline bool db_is_logging(const struct db *db)
 {
     return db->pops != NULL && !db->applying;
 }
-/* Hands one resolved record to the hook (no-op when not logging) and counts the change.
- * argv is borrowed for the duration of the call. */
+/* Hands one resolved record to the hook (no-op when not logging), counts the change and marks
+ * the keys it names as modified for WATCH (also while applying records). While a capture is on,
+ * the record is collected instead of appended. argv is borrowed for the duration of the call. */
 void db_log(struct db *db, int argc, const struct slice *argv);
+/* Starts collecting the records db_log receives instead of appending them (EXEC). Nothing is
+ * collected when the db is not logging. Captures do not nest (asserted). */
+void db_capture_begin(struct db *db);
+/* Ends the capture and appends what it collected: nothing for no record, the record itself for
+ * one, else one compound record "TXN n1 a1.. n2 a2.." (store/persist.h), so the whole batch is
+ * in the log, on replicas and after a crash, all or nothing. Returns true when a record was
+ * appended (db->last_lsn is then its LSN). */
+bool db_capture_end(struct db *db);
 /* Counts a change that is not logged (apply). */
 static inline void db_touch(struct db *db)
 {

@@ -24,6 +24,32 @@ int persist_apply(struct db *db, int argc, const struct slice *argv, char *err, 
     return cmd_apply(db, argc, argv, err, errlen);
 }
 
+enum persist_keys persist_record_keys(int argc, const struct slice *argv, int *first, int *step)
+{
+    *first = 1;
+    *step = 1;
+    if (argc < 1)
+        return PERSIST_KEYS_NONE;
+    struct slice n = argv[0];
+    if (slice_eq_nocase(n, SLICE_LIT("FLUSHALL")))
+        return PERSIST_KEYS_ALL;
+    if (argc < 2)
+        return PERSIST_KEYS_NONE;
+    if (slice_eq_nocase(n, SLICE_LIT("DEL")))
+        return PERSIST_KEYS_SOME;
+    if (slice_eq_nocase(n, SLICE_LIT("MSET"))) {
+        *step = 2;
+        return PERSIST_KEYS_SOME;
+    }
+    if (slice_eq_nocase(n, SLICE_LIT("SET")) || slice_eq_nocase(n, SLICE_LIT("HSET")) ||
+        slice_eq_nocase(n, SLICE_LIT("HDEL")) || slice_eq_nocase(n, SLICE_LIT("PEXPIREAT")) ||
+        slice_eq_nocase(n, SLICE_LIT("PERSIST"))) {
+        *step = argc; /* argv[1] only */
+        return PERSIST_KEYS_SOME;
+    }
+    return PERSIST_KEYS_NONE;
+}
+
 struct emit {
     persist_record_fn fn;
     void *ud;

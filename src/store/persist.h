@@ -23,6 +23,11 @@
  *   HSET key field value [...]     HSET/HMSET, and HINCRBY (the field's new value)
  *   HDEL key field [field ...]     HDEL (only fields that existed)
  *   FLUSHALL                       FLUSHALL, FLUSHDB
+ *   TXN n1 a1.. n2 a2.. ...        an EXEC that logged two or more records: each sub-record as
+ *                                  its argument count (decimal, > 0) then its arguments, in
+ *                                  order. Applied whole or not at all (validated first); sub-
+ *                                  records are plain records above, never TXN. An EXEC that
+ *                                  logged one record logs that record; none, nothing.
  *
  * LSNs. append returns the LSN the persistence layer gave the record (strictly increasing, >0);
  * the server remembers, per client, the LSN of each write whose reply it holds.
@@ -92,6 +97,18 @@ struct persist_ops {
  * nothing is logged, replies are discarded. Returns 0, or -EINVAL for a record outside the
  * vocabulary above or that fails (wrong type, bad number), with a reason in err. */
 int persist_apply(struct db *db, int argc, const struct slice *argv, char *err, size_t errlen);
+
+/* Which arguments of a record name keys (for WATCH). */
+enum persist_keys {
+    PERSIST_KEYS_NONE = 0, /* none (the empty record, TXN, unknown names) */
+    PERSIST_KEYS_SOME,     /* argv[first], argv[first + step], ... below argc */
+    PERSIST_KEYS_ALL,      /* every key (FLUSHALL) */
+};
+
+/* Classifies a record of the vocabulary above: SET, PEXPIREAT, PERSIST, HSET, HDEL name argv[1];
+ * MSET argv[1], argv[3], ...; DEL argv[1..]; FLUSHALL all. Sets *first and *step for
+ * PERSIST_KEYS_SOME. Pure. */
+enum persist_keys persist_record_keys(int argc, const struct slice *argv, int *first, int *step);
 
 /* Called once per record by persist_foreach_record; argv borrowed for the call. Return non-zero
  * to stop the iteration. */

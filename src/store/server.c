@@ -586,7 +586,9 @@ static bool process_input(struct client *c)
         c->in_off += (size_t)n;
         if (c->parser.argc == 0)
             continue;
-        if (srv->env.repl && is_replsync(&c->parser)) {
+        /* Inside MULTI, REPLSYNC is refused by the command layer like any other command that
+         * cannot be queued. */
+        if (srv->env.repl && !c->sess.multi.on && is_replsync(&c->parser)) {
             hand_over(c, start);
             return false;
         }

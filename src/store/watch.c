@@ -197,6 +197,12 @@ void watch_touch_all(struct watch *t)
     }
 }
 
+struct slice watch_key_at(const struct watcher *w, size_t i)
+{
+    const struct watch_key *k = w->links[i]->k;
+    return slice_of(k->key, k->len);
+}
+
 size_t watch_keys(const struct watch *t)
 {
     return t->n;

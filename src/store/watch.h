@@ -43,6 +43,9 @@ void watch_touch(struct watch *t, struct slice key);
 /* Marks every watcher in the table dirty (FLUSHALL). */
 void watch_touch_all(struct watch *t);
 
+/* The i-th key w watches (i < w->nlinks); borrowed until w is cleared. */
+struct slice watch_key_at(const struct watcher *w, size_t i);
+
 /* Number of distinct keys watched by at least one watcher (0 means touching is a no-op). */
 size_t watch_keys(const struct watch *t);
 /* Number of buckets (for tests of growth). */
