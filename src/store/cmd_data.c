@@ -77,7 +77,7 @@ static void log_set(struct call *c, struct slice key, struct slice val, int64_t 
                     bool keepttl)
 {
     if (!db_is_logging(c->db)) {
-        db_touch(c->db);
+        db_touch_key(c->db, key);
         return;
     }
     char num[24];

@@ -118,6 +118,13 @@ void db_log(struct db *db, int argc, const struct slice *argv)
     db->last_lsn = db->pops->append(db->pud, argc, argv);
 }
 
+void db_touch_key(struct db *db, struct slice key)
+{
+    db->dirty++;
+    if (watch_keys(db->watch) > 0)
+        watch_touch(db->watch, key);
+}
+
 void db_capture_begin(struct db *db)
 {
     TD_ASSERT(!db->cap.on);

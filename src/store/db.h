@@ -114,5 +114,8 @@ static inline void db_touch(struct db *db)
 {
     db->dirty++;
 }
+/* Counts a change to key that is not logged (not logging, or applying) and marks the key as
+ * modified for WATCH, as db_log would. */
+void db_touch_key(struct db *db, struct slice key);
 
 #endif

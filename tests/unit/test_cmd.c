@@ -15,6 +15,7 @@
 #include "store/cmd.h"
 #include "store/db.h"
 #include "store/persist.h"
+#include "store/watch.h"
 
 static const uint8_t seed[16] = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
 
@@ -450,6 +451,375 @@ static void test_replay_rebuilds(void **state)
     assert_string_equal(err, "WRONGTYPE Operation against a key holding the wrong kind of value");
 }
 
+/* --- transactions --- */
+
+/* A second client on the same db. */
+struct other {
+    struct session s;
+    struct buf out;
+};
+
+static const char *run_as(struct fixture *f, struct session *s, struct buf *out, const char *cmd,
+                          bool *wrote)
+{
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", cmd);
+    struct slice argv[64];
+    int argc = 0;
+    char *p = copy;
+    for (;;) {
+        char *bar = strchr(p, '|');
+        if (bar)
+            *bar = '\0';
+        argv[argc++] = slice_cstr(p);
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    out->len = 0;
+    bool w = cmd_exec(&f->env, s, argc, argv);
+    if (wrote)
+        *wrote = w;
+    buf_append(out, "", 1);
+    out->len--;
+    return out->p;
+}
+
+static const char *run_other(struct fixture *f, struct other *o, const char *cmd)
+{
+    return run_as(f, &o->s, &o->out, cmd, NULL);
+}
+
+static void other_init(struct other *o)
+{
+    buf_init(&o->out);
+    o->s = (struct session){.id = 8, .authed = true, .out = &o->out};
+}
+
+static void other_free(struct other *o)
+{
+    cmd_session_free(&o->s);
+    buf_free(&o->out);
+}
+
+static void test_multi_replies(void **state)
+{
+    struct fixture *f = *state;
+    assert_string_equal(run(f, "exec"), "-ERR EXEC without MULTI\r\n");
+    assert_string_equal(run(f, "discard"), "-ERR DISCARD without MULTI\r\n");
+    assert_string_equal(run(f, "multi"), "+OK\r\n");
+    assert_string_equal(run(f, "multi"), "-ERR MULTI calls can not be nested\r\n");
+    assert_string_equal(run(f, "watch|x"), "-ERR WATCH inside MULTI is not allowed\r\n");
+    assert_string_equal(run(f, "set|a|1"), "+QUEUED\r\n");
+    assert_string_equal(run(f, "GET|a"), "+QUEUED\r\n");
+    assert_string_equal(run(f, "incr|a"), "+QUEUED\r\n");
+    assert_string_equal(run(f, "hset|a|f|v"), "+QUEUED\r\n");
+    assert_string_equal(run(f, "ping"), "+QUEUED\r\n");
+    /* Nested MULTI and WATCH inside MULTI do not flag the transaction (Redis). */
+    assert_string_equal(run(f, "exec"), "*5\r\n+OK\r\n$1\r\n1\r\n:2\r\n-WRONGTYPE Operation "
+                                        "against a key holding the wrong kind of value\r\n"
+                                        "+PONG\r\n");
+    assert_string_equal(run(f, "exec"), "-ERR EXEC without MULTI\r\n");
+    assert_string_equal(run(f, "multi"), "+OK\r\n");
+    assert_string_equal(run(f, "set|a|5"), "+QUEUED\r\n");
+    assert_string_equal(run(f, "discard"), "+OK\r\n");
+    assert_string_equal(run(f, "get|a"), "$1\r\n2\r\n");
+    assert_string_equal(run(f, "multi"), "+OK\r\n");
+    assert_string_equal(run(f, "exec"), "*0\r\n");
+    assert_string_equal(run(f, "watch"), "-ERR wrong number of arguments for 'watch' command\r\n");
+    assert_string_equal(run(f, "unwatch|x"),
+                        "-ERR wrong number of arguments for 'unwatch' command\r\n");
+    assert_string_equal(run(f, "unwatch"), "+OK\r\n");
+    /* EXEC with arguments aborts, in or out of MULTI, as Redis does. */
+    assert_string_equal(run(f, "exec|x"), "-EXECABORT Transaction discarded because of: wrong "
+                                          "number of arguments for 'exec' command\r\n");
+    assert_string_equal(run(f, "multi"), "+OK\r\n");
+    assert_string_equal(run(f, "exec|x"), "-EXECABORT Transaction discarded because of: wrong "
+                                          "number of arguments for 'exec' command\r\n");
+    assert_false(f->s.multi.on);
+    assert_string_equal(run(f, "multi|x"), "-ERR wrong number of arguments for 'multi' command\r\n");
+    assert_false(f->s.multi.on);
+}
+
+static void test_multi_aborts(void **state)
+{
+    struct fixture *f = *state;
+    const char *abort_ = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+    run(f, "multi");
+    assert_string_equal(run(f, "set|a|1"), "+QUEUED\r\n");
+    assert_true(strncmp(run(f, "nosuch|x"), "-ERR unknown command 'nosuch'", 29) == 0);
+    assert_string_equal(run(f, "exec"), abort_);
+    assert_string_equal(run(f, "get|a"), "$-1\r\n"); /* nothing ran */
+    run(f, "multi");
+    assert_string_equal(run(f, "get"), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_string_equal(run(f, "exec"), abort_);
+    /* Commands that act on the connection or the server cannot be queued. */
+    const char *no[] = {"shutdown", "wait|0|0", "replicaof|no|one", "slaveof|no|one", "failover",
+                        "save", "replsync|x"};
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        run(f, "multi");
+        assert_string_equal(run(f, no[i]), "-ERR Command not allowed inside a transaction\r\n");
+        assert_string_equal(run(f, "exec"), abort_);
+        assert_int_equal(f->s.flags, 0);
+    }
+    /* NOAUTH inside MULTI flags it too. */
+    run(f, "multi");
+    f->s.authed = false;
+    assert_string_equal(run(f, "get|a"), "-NOAUTH Authentication required.\r\n");
+    f->s.authed = true;
+    assert_string_equal(run(f, "exec"), abort_);
+    /* The queue is bounded by the query-buffer limit. */
+    f->cfg.query_buffer = 300;
+    run(f, "multi");
+    assert_string_equal(run(f, "set|a|1"), "+QUEUED\r\n");
+    char big[400];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char cmd[500];
+    snprintf(cmd, sizeof(cmd), "set|b|%s", big);
+    assert_true(strncmp(run(f, cmd), "-ERR transaction queue exceeds", 30) == 0);
+    assert_int_equal(f->s.multi.n, 1);
+    assert_string_equal(run(f, "exec"), abort_);
+    assert_int_equal(f->s.multi.n, 0);
+    f->cfg.query_buffer = 1u << 30;
+    /* A transaction left open is freed with the session (ASan checks). */
+    run(f, "watch|k");
+    run(f, "multi");
+    run(f, "set|a|1");
+}
+
+static void test_watch_dirty(void **state)
+{
+    struct fixture *f = *state;
+    struct other o;
+    other_init(&o);
+    /* Changed by another client. */
+    run(f, "watch|k");
+    assert_string_equal(run_other(f, &o, "set|k|1"), "+OK\r\n");
+    run(f, "multi");
+    run(f, "set|a|1");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    assert_string_equal(run(f, "get|a"), "$-1\r\n");
+    assert_int_equal(watch_keys(f->db->watch), 0); /* EXEC unwatches */
+    /* A write to an unrelated key (or an unchanged one) does not dirty. */
+    run(f, "watch|k|k2");
+    run_other(f, &o, "set|other|1");
+    run_other(f, &o, "set|k|x|nx"); /* exists: no change */
+    run_other(f, &o, "del|k2");     /* missing: no change */
+    run(f, "multi");
+    run(f, "set|a|1");
+    assert_string_equal(run(f, "exec"), "*1\r\n+OK\r\n");
+    /* Changed by the same client before MULTI. */
+    run(f, "watch|k");
+    run(f, "incr|a");
+    run(f, "append|k|z");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    /* FLUSHALL dirties every watcher. */
+    run(f, "watch|k");
+    run_other(f, &o, "flushall");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    /* Hash and expiry changes count. */
+    run(f, "watch|h");
+    run_other(f, &o, "hset|h|f|v");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    run(f, "watch|h");
+    run_other(f, &o, "expire|h|100");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    /* UNWATCH forgets. */
+    run(f, "watch|h");
+    run_other(f, &o, "hdel|h|f");
+    run(f, "unwatch");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*0\r\n");
+    /* DISCARD unwatches. */
+    run(f, "watch|h");
+    run(f, "multi");
+    run(f, "discard");
+    assert_int_equal(watch_keys(f->db->watch), 0);
+    /* A key that expires after WATCH counts as changed, even if nobody touched it. */
+    run(f, "set|t|v|px|5");
+    run(f, "watch|t");
+    f->db->now_ms += 10;
+    run(f, "multi");
+    run(f, "set|a|2");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    /* A key already expired when WATCHed does not (Redis 7). */
+    run(f, "set|t|v|px|5");
+    f->db->now_ms += 10;
+    run(f, "watch|t");
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*0\r\n");
+    /* A record applied by replication (or recovery) dirties too. */
+    run(f, "watch|r");
+    char err[128];
+    struct slice rec[3] = {SLICE_LIT("SET"), SLICE_LIT("r"), SLICE_LIT("1")};
+    assert_int_equal(cmd_apply(f->db, 3, rec, err, sizeof(err)), 0);
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    run(f, "watch|m2");
+    struct slice mrec[5] = {SLICE_LIT("MSET"), SLICE_LIT("m1"), SLICE_LIT("1"), SLICE_LIT("m2"),
+                            SLICE_LIT("2")};
+    assert_int_equal(cmd_apply(f->db, 5, mrec, err, sizeof(err)), 0);
+    run(f, "multi");
+    assert_string_equal(run(f, "exec"), "*-1\r\n");
+    /* Two watchers, a disconnect unwatches one. */
+    run(f, "watch|z");
+    run_other(f, &o, "watch|z|y");
+    assert_int_equal(watch_keys(f->db->watch), 2);
+    other_free(&o);
+    assert_int_equal(watch_keys(f->db->watch), 1);
+    run(f, "unwatch");
+    assert_int_equal(watch_keys(f->db->watch), 0);
+}
+
+static void test_exec_logs_one_record(void **state)
+{
+    struct fixture *f = *state;
+    db_set_persist(f->db, &fake_ops, &f->wal);
+    bool wrote;
+    run(f, "multi");
+    run(f, "set|a|1");
+    run(f, "incr|a");
+    run(f, "get|a");
+    run(f, "set|a|x|nx"); /* changes nothing: no record */
+    run(f, "mset|b|1|c|2");
+    assert_string_equal(run_as(f, &f->s, &f->out, "exec", &wrote),
+                        "*5\r\n+OK\r\n:2\r\n$1\r\n2\r\n$-1\r\n+OK\r\n");
+    assert_true(wrote);
+    assert_int_equal(f->db->last_lsn, 1);
+    assert_string_equal(f->wal.log, "TXN 3 SET a 1 3 SET a 2 5 MSET b 1 c 2\n");
+    /* One write: the plain record. */
+    f->wal.len = 0;
+    run(f, "multi");
+    run(f, "get|a");
+    run(f, "del|b|zz");
+    assert_string_equal(run_as(f, &f->s, &f->out, "exec", &wrote), "*2\r\n$1\r\n2\r\n:1\r\n");
+    assert_true(wrote);
+    f->wal.log[f->wal.len] = '\0';
+    assert_string_equal(f->wal.log, "DEL b\n");
+    assert_int_equal(f->db->last_lsn, 2);
+    /* Reads only: nothing logged, nothing held. */
+    f->wal.len = 0;
+    run(f, "multi");
+    run(f, "get|a");
+    run(f, "exists|a");
+    assert_string_equal(run_as(f, &f->s, &f->out, "exec", &wrote), "*2\r\n$1\r\n2\r\n:1\r\n");
+    assert_false(wrote);
+    assert_int_equal(f->wal.len, 0);
+    assert_int_equal(f->db->last_lsn, 2);
+    /* A key expiring lazily inside EXEC is part of the transaction's record. */
+    run(f, "set|t|v|px|5");
+    f->wal.len = 0;
+    f->db->now_ms += 10;
+    run(f, "multi");
+    run(f, "get|t");
+    run(f, "set|u|1");
+    assert_string_equal(run_as(f, &f->s, &f->out, "exec", &wrote), "*2\r\n$-1\r\n+OK\r\n");
+    f->wal.log[f->wal.len] = '\0';
+    assert_string_equal(f->wal.log, "TXN 2 DEL t 3 SET u 1\n");
+    /* The TXN record replays to the same state. */
+    struct db *copy = db_new(NULL, seed);
+    char err[128];
+    struct slice txn[] = {SLICE_LIT("TXN"), SLICE_LIT("3"), SLICE_LIT("SET"), SLICE_LIT("a"),
+                          SLICE_LIT("1"), SLICE_LIT("4"), SLICE_LIT("SET"), SLICE_LIT("a"),
+                          SLICE_LIT("2"), SLICE_LIT("KEEPTTL"), SLICE_LIT("5"), SLICE_LIT("MSET"),
+                          SLICE_LIT("b"), SLICE_LIT("1"), SLICE_LIT("c"), SLICE_LIT("2")};
+    assert_int_equal(persist_apply(copy, 16, txn, err, sizeof(err)), 0);
+    assert_int_equal(keyspace_size(copy->ks), 3);
+    assert_non_null(keyspace_find(copy->ks, SLICE_LIT("c"), 0));
+    db_free(copy);
+}
+
+/* Applies the '|'-separated record rec to a fresh db; returns cmd_apply's result and leaves
+ * the number of keys afterwards in *keys. */
+static int apply_txt(const char *rec, uint64_t *keys, char *err, size_t errlen)
+{
+    char copy[512];
+    snprintf(copy, sizeof(copy), "%s", rec);
+    char *words[64];
+    int argc = split(copy, '|', words, 64);
+    struct slice argv[64];
+    for (int i = 0; i < argc; i++)
+        argv[i] = slice_cstr(words[i]);
+    struct db *db = db_new(NULL, seed);
+    int rc = cmd_apply(db, argc, argv, err, errlen);
+    *keys = keyspace_size(db->ks);
+    db_free(db);
+    return rc;
+}
+
+static void test_apply_txn(void **state)
+{
+    (void)state;
+    char err[256];
+    uint64_t keys;
+    assert_int_equal(apply_txt("TXN|3|SET|a|1|2|DEL|a|3|SET|b|2", &keys, err, sizeof(err)), 0);
+    assert_int_equal(keys, 1);
+    assert_int_equal(apply_txt("txn|1|FLUSHALL|4|HSET|h|f|v", &keys, err, sizeof(err)), 0);
+    assert_int_equal(keys, 1);
+    /* Malformed: nothing applied (the valid first sub-record included). */
+    const char *bad[] = {
+        "TXN",                          /* no sub-records */
+        "TXN|3|SET|a|1|0",              /* zero count */
+        "TXN|3|SET|a|1|2",              /* count without a record */
+        "TXN|3|SET|a|1|3|DEL|b",        /* count past the end */
+        "TXN|3|SET|a|1|x|DEL|b",        /* not a number */
+        "TXN|3|SET|a|1|-2|DEL|b",       /* sign */
+        "TXN|3|SET|a|1|02|DEL|b",       /* leading zero */
+        "TXN|3|SET|a|1|+2|DEL|b",       /* plus */
+        "TXN|3|SET|a|1|2|GET|a",        /* not a record command */
+        "TXN|3|SET|a|1|2|FOO|a",        /* unknown */
+        "TXN|3|SET|a|1|4|TXN|1|DEL|a",  /* nested */
+        "TXN|3|SET|a|1|2|SET|a",        /* bad arity */
+        "TXN|3|SET|a|1|99999999999|SET", /* huge count */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(apply_txt(bad[i], &keys, err, sizeof(err)), -EINVAL);
+        assert_int_equal(keys, 0);
+        assert_true(err[0] != '\0');
+    }
+    apply_txt("TXN|3|SET|a|1|4|TXN|1|DEL|a", &keys, err, sizeof(err));
+    assert_string_equal(err, "TXN sub-record 2: nested TXN");
+    apply_txt("TXN|3|SET|a|1|2|GET|a", &keys, err, sizeof(err));
+    assert_string_equal(err, "TXN sub-record 2: 'GET' is not a record command");
+}
+
+static void test_record_keys(void **state)
+{
+    (void)state;
+    int first, step;
+    struct slice set[3] = {SLICE_LIT("SET"), SLICE_LIT("k"), SLICE_LIT("v")};
+    assert_int_equal(persist_record_keys(3, set, &first, &step), PERSIST_KEYS_SOME);
+    assert_int_equal(first, 1);
+    assert_true(first + step >= 3); /* argv[1] only */
+    struct slice mset[5] = {SLICE_LIT("MSET"), SLICE_LIT("a"), SLICE_LIT("1"), SLICE_LIT("b"),
+                            SLICE_LIT("2")};
+    assert_int_equal(persist_record_keys(5, mset, &first, &step), PERSIST_KEYS_SOME);
+    assert_int_equal(first, 1);
+    assert_int_equal(step, 2);
+    struct slice del[3] = {SLICE_LIT("DEL"), SLICE_LIT("a"), SLICE_LIT("b")};
+    assert_int_equal(persist_record_keys(3, del, &first, &step), PERSIST_KEYS_SOME);
+    assert_int_equal(step, 1);
+    const char *one_key[] = {"PEXPIREAT", "PERSIST", "HSET", "HDEL"};
+    for (int i = 0; i < 4; i++) {
+        struct slice r[4] = {slice_cstr(one_key[i]), SLICE_LIT("k"), SLICE_LIT("x"),
+                             SLICE_LIT("y")};
+        assert_int_equal(persist_record_keys(4, r, &first, &step), PERSIST_KEYS_SOME);
+        assert_int_equal(first, 1);
+        assert_true(first + step >= 4);
+    }
+    struct slice fl[1] = {SLICE_LIT("FLUSHALL")};
+    assert_int_equal(persist_record_keys(1, fl, &first, &step), PERSIST_KEYS_ALL);
+    assert_int_equal(persist_record_keys(0, NULL, &first, &step), PERSIST_KEYS_NONE);
+    struct slice txn[3] = {SLICE_LIT("TXN"), SLICE_LIT("1"), SLICE_LIT("FLUSHALL")};
+    assert_int_equal(persist_record_keys(3, txn, &first, &step), PERSIST_KEYS_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +832,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolved_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_rebuilds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multi_aborts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_dirty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_logs_one_record, setup, teardown),
+        cmocka_unit_test(test_apply_txn),
+        cmocka_unit_test(test_record_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
