@@ -305,8 +305,8 @@ static void info_section(struct call *c, const char *name, struct buf *o)
     } else if (!strcmp(name, "stats")) {
         buf_printf(o,
                    "expired_keys:%" PRIu64 "\r\nevicted_keys:0\r\nkeyspace_hits:%" PRIu64
-                   "\r\nkeyspace_misses:%" PRIu64 "\r\n",
-                   keyspace_expired_total(c->ks), db->hits, db->misses);
+                   "\r\nkeyspace_misses:%" PRIu64 "\r\ntandem_watched_keys:%zu\r\n",
+                   keyspace_expired_total(c->ks), db->hits, db->misses, watch_keys(db->watch));
     } else if (!strcmp(name, "replication")) {
         if (env->repl)
             env->repl->info(env->repl_ud, o);

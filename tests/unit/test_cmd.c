@@ -588,6 +588,44 @@ static void test_multi_aborts(void **state)
     run(f, "set|a|1");
 }
 
+static const char *refusal;
+
+static const char *fake_refusal(void *ud)
+{
+    (void)ud;
+    return refusal;
+}
+
+static const struct cmd_repl_ops fake_repl = {.write_refusal = fake_refusal};
+
+static void test_exec_refused_when_writes_are(void **state)
+{
+    struct fixture *f = *state;
+    f->env.repl = &fake_repl;
+    const char *ro = "READONLY You can't write against a read only replica.";
+    /* Queued while writable, then the node became a replica: EXEC aborts (Redis 7's text). */
+    refusal = NULL;
+    run(f, "multi");
+    run(f, "set|a|1");
+    refusal = ro;
+    assert_string_equal(run(f, "exec"), "-EXECABORT Transaction discarded because of: READONLY "
+                                        "You can't write against a read only replica.\r\n");
+    assert_false(f->s.multi.on);
+    assert_string_equal(run(f, "get|a"), "$-1\r\n");
+    /* Reads only: EXEC runs on a replica. */
+    run(f, "multi");
+    run(f, "get|a");
+    assert_string_equal(run(f, "exec"), "*1\r\n$-1\r\n");
+    /* A write refused while queueing flags the transaction. */
+    run(f, "multi");
+    assert_string_equal(run(f, "set|a|1"),
+                        "-READONLY You can't write against a read only replica.\r\n");
+    refusal = NULL;
+    assert_string_equal(run(f, "exec"),
+                        "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    f->env.repl = NULL;
+}
+
 static void test_watch_dirty(void **state)
 {
     struct fixture *f = *state;
@@ -835,6 +873,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_multi_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multi_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_dirty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_refused_when_writes_are, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_logs_one_record, setup, teardown),
         cmocka_unit_test(test_apply_txn),
         cmocka_unit_test(test_record_keys),
