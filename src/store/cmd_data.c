@@ -656,6 +656,7 @@ void cmd_data_flushall(struct call *c)
         reply_err(c->out, ERR_SYNTAX);
         return;
     }
+    db_flush_watched(c->db);
     keyspace_flush(c->ks);
     struct slice rv[1] = {SLICE_LIT("FLUSHALL")};
     log_rec(c, 1, rv);

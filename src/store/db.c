@@ -73,7 +73,9 @@ static void touch_keys(struct db *db, int argc, const struct slice *argv)
     int first, step;
     switch (persist_record_keys(argc, argv, &first, &step)) {
     case PERSIST_KEYS_ALL:
-        watch_touch_all(db->watch);
+        /* A client's FLUSHALL marked the keys that existed (db_flush_watched). */
+        if (db->applying)
+            watch_touch_all(db->watch);
         break;
     case PERSIST_KEYS_SOME:
         for (int i = first; i < argc; i += step)
@@ -123,6 +125,18 @@ void db_touch_key(struct db *db, struct slice key)
     db->dirty++;
     if (watch_keys(db->watch) > 0)
         watch_touch(db->watch, key);
+}
+
+static bool key_exists(void *ud, struct slice key)
+{
+    struct db *db = ud;
+    return keyspace_find(db->ks, key, 0) != NULL;
+}
+
+void db_flush_watched(struct db *db)
+{
+    if (!db->applying && watch_keys(db->watch) > 0)
+        watch_touch_if(db->watch, key_exists, db);
 }
 
 void db_capture_begin(struct db *db)

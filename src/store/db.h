@@ -101,6 +101,10 @@ static inline bool db_is_logging(const struct db *db)
  * the keys it names as modified for WATCH (also while applying records). While a capture is on,
  * the record is collected instead of appended. argv is borrowed for the duration of the call. */
 void db_log(struct db *db, int argc, const struct slice *argv);
+/* Before a FLUSHALL a client runs: marks the watched keys that exist as modified (Redis 7.0 does
+ * not dirty a watched key that did not exist). While applying records (replicas, recovery) the
+ * FLUSHALL record dirties every watched key instead, since a full resync replaces the dataset. */
+void db_flush_watched(struct db *db);
 /* Starts collecting the records db_log receives instead of appending them (EXEC). Nothing is
  * collected when the db is not logging. Captures do not nest (asserted). */
 void db_capture_begin(struct db *db);

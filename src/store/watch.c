@@ -203,6 +203,21 @@ struct slice watch_key_at(const struct watcher *w, size_t i)
     return slice_of(k->key, k->len);
 }
 
+void watch_touch_if(struct watch *t, bool (*pred)(void *ud, struct slice key), void *ud)
+{
+    for (size_t i = 0; i < t->nb; i++) {
+        for (struct watch_key *k = t->b[i]; k; k = k->next) {
+            if (!pred(ud, slice_of(k->key, k->len)))
+                continue;
+            struct list *pos;
+            list_for_each(pos, &k->watchers)
+            {
+                container_of(pos, struct watch_link, in_key)->w->dirty = true;
+            }
+        }
+    }
+}
+
 size_t watch_keys(const struct watch *t)
 {
     return t->n;

@@ -42,6 +42,9 @@ void watch_clear(struct watcher *w);
 void watch_touch(struct watch *t, struct slice key);
 /* Marks every watcher in the table dirty (FLUSHALL). */
 void watch_touch_all(struct watch *t);
+/* Marks the watchers of every watched key for which pred(ud, key) is true (pred must not change
+ * the table). Costs O(watched keys). */
+void watch_touch_if(struct watch *t, bool (*pred)(void *ud, struct slice key), void *ud);
 
 /* The i-th key w watches (i < w->nlinks); borrowed until w is cleared. */
 struct slice watch_key_at(const struct watcher *w, size_t i);

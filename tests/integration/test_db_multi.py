@@ -59,6 +59,9 @@ MULTI_SCRIPT = [
     ("a", ["MULTI"]), ("a", ["EXEC"]),
     ("a", ["SET", "f", "1"]), ("a", ["WATCH", "f"]), ("b", ["FLUSHALL"]), ("a", ["MULTI"]),
     ("a", ["EXEC"]),
+    ("a", ["WATCH", "f"]), ("b", ["FLUSHALL"]), ("a", ["MULTI"]), ("a", ["EXEC"]),
+    ("a", ["SET", "f", "1"]), ("a", ["SET", "g", "1", "PX", "1"]), ("a", ["WATCH", "f", "g", "n"]),
+    ("b", ["FLUSHDB"]), ("a", ["MULTI"]), ("a", ["EXEC"]),
     ("a", ["MULTI"]), ("a", ["WATCH", "x"]), ("a", ["SET", "x", "1"]), ("a", ["EXEC"]),
     ("a", ["DBSIZE"]),
 ]

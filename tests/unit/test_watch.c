@@ -133,6 +133,32 @@ static void test_touch_all(void **state)
     watch_free(t);
 }
 
+static bool is_y(void *ud, struct slice key)
+{
+    (*(int *)ud)++;
+    return slice_eq(key, SLICE_LIT("y"));
+}
+
+static void test_touch_if(void **state)
+{
+    (void)state;
+    struct watch *t = watch_new(seed);
+    struct watcher a = {0}, b = {0};
+    int calls = 0;
+    watch_touch_if(t, is_y, &calls);
+    assert_int_equal(calls, 0);
+    watch_add(t, &a, SLICE_LIT("x"));
+    watch_add(t, &b, SLICE_LIT("y"));
+    watch_add(t, &b, SLICE_LIT("x"));
+    watch_touch_if(t, is_y, &calls);
+    assert_int_equal(calls, 2); /* once per watched key */
+    assert_false(a.dirty);
+    assert_true(b.dirty);
+    watch_clear(&a);
+    watch_clear(&b);
+    watch_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_and_binary_keys),
         cmocka_unit_test(test_many_keys_and_watchers),
         cmocka_unit_test(test_touch_all),
+        cmocka_unit_test(test_touch_if),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
