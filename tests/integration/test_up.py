@@ -9,6 +9,8 @@ import os
 import re
 import signal
 import subprocess
+import threading
+import time
 
 import redis
 
@@ -156,6 +158,79 @@ def test_up_failover_provisioning_and_clean_stop(procs, tmp_path):
     assert "stopped; logs kept in" in up.log()
     for pid in pids:
         assert not alive(pid), f"pid {pid} still running after tandem up exited"
+
+
+def keyed_post(port, user, key):
+    """POST a delta of 1 with an Idempotency-Key: (status, replayed?, balance or None); a
+    failed connection counts as status 0."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        c.request("POST", f"/users/{user}/balance", body=b'{"delta":1}',
+                  headers={"Idempotency-Key": key})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            return r.status, False, None
+        return 200, r.getheader("Idempotent-Replayed") == "true", json.loads(body)["balance"]
+    except (OSError, http.client.HTTPException):
+        return 0, False, None
+    finally:
+        c.close()
+
+
+def test_up_keyed_balance_updates_exactly_once_across_failover(procs, tmp_path):
+    """Clients retry keyed balance updates through the whole stack (web pool, apps, store
+    pool, sync replication) until each is answered, while the primary is killed -9: every
+    update lands exactly once. Each client owns one user and sends keys in order, so the
+    answer to its j-th key must say balance j+1, whether it was applied by that attempt or
+    by an earlier one whose answer was lost (then it is replayed)."""
+    up, ps, admin, web, store, dbs, primary, replica = start_up(procs, tmp_path)
+    wait_for(lambda: keyed_post(web, "warm", "warm-1")[0] == 200, 10 * SLOW,
+             what="a keyed update through the app tier")
+    n_keys, users = 60, ["u0", "u1", "u2", "u3"]
+    lock = threading.Lock()
+    progress = {u: 0 for u in users}
+    failed_attempts = {u: 0 for u in users}
+    wrong = []
+
+    def client(user):
+        deadline = time.monotonic() + 60 * SLOW
+        for j in range(n_keys):
+            key = f"{user}-{j}"
+            while True:
+                st, replayed, balance = keyed_post(web, user, key)
+                if st == 200:
+                    break
+                with lock:
+                    failed_attempts[user] += 1
+                if time.monotonic() > deadline:
+                    return
+            if balance != j + 1:
+                wrong.append((key, balance, replayed))
+            if j % 7 == 0:  # a duplicate of an answered request is replayed, not applied
+                st, replayed, again = keyed_post(web, user, key)
+                if st == 200 and (not replayed or again != j + 1):
+                    wrong.append((key, "duplicate", again, replayed))
+            with lock:
+                progress[user] = j + 1
+
+    threads = [threading.Thread(target=client, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    wait_for(lambda: min(progress.values()) >= 15, 30 * SLOW, what="updates before the kill")
+    os.kill(ps[primary][2], signal.SIGKILL)
+    wait_for(lambda: (info(dbs[replica]) or {}).get("role") == "master", 15 * SLOW,
+             what="the replica promoted")
+    for t in threads:
+        t.join(90 * SLOW)
+    assert not wrong, wrong
+    assert progress == {u: n_keys for u in users}, (progress, failed_attempts)
+    # the outage was real: clients saw failures and retried through it
+    print("failed attempts retried per user:", failed_attempts)
+    assert sum(failed_attempts.values()) > 0
+    r = redis.Redis(host="127.0.0.1", port=dbs[replica], socket_timeout=2)
+    assert [int(r.get(f"balance:{u}")) for u in users] == [n_keys] * len(users)
+    assert all(r.exists(f"idem:{u}-{j}") for u in users for j in range(n_keys))
 
 
 def test_up_killed_9_takes_its_children_with_it(procs, tmp_path):
