@@ -146,8 +146,8 @@ struct op {
     bool txn_failed;     /* some command of the batch failed: txn_why says how */
     char txn_why[160];
     bool found;          /* the record exists (its bytes are in result) */
-    int64_t balance;     /* the balance read */
-    bool balance_bad;    /* ...was not an integer */
+    bool has_balance;    /* the balance exists (its bytes are in balance) */
+    struct buf balance;
     bool exec_ok;        /* EXEC ran the transaction */
     bool conflict;       /* EXEC answered nil: a watched key changed */
 };
@@ -423,6 +423,7 @@ static void op_free(struct op *op)
 {
     buf_free(&op->doc);
     buf_free(&op->result);
+    buf_free(&op->balance);
     free(op);
 }
 
@@ -573,9 +574,9 @@ static void txn_read(struct op *op)
     op->reply_ix = 0;
     op->txn_failed = false;
     op->found = false;
-    op->balance = 0;
-    op->balance_bad = false;
+    op->has_balance = false;
     op->result.len = 0;
+    op->balance.len = 0;
     op->store_conn = op->srv->store ? app_store_connection_id(op->srv->store) : 0;
     const char *watch[] = {"WATCH", ikey, bkey};
     size_t watch_lens[] = {5, strlen(ikey), strlen(bkey)};
@@ -598,35 +599,41 @@ static void txn_after_read(struct op *op)
         op_finish_error(op, 503, "store unavailable", op->txn_why);
         return;
     }
-    if (op->found) {
+    struct app_json_idem rec;
+    memset(&rec, 0, sizeof(rec));
+    buf_init(&rec.body);
+    struct slice record = slice_of(op->result.p, op->result.len);
+    struct slice balance = slice_of(op->balance.p, op->balance.len);
+    int64_t next = 0;
+    enum app_idem_verdict v =
+        app_json_idem_decide(op->found ? &record : NULL, op->has_balance ? &balance : NULL,
+                             slice_of(op->id, op->id_len), op->delta, &rec, &next);
+    if (v != APP_IDEM_APPLY)
         txn_unwatch(op);
-        struct app_json_idem rec;
-        memset(&rec, 0, sizeof(rec));
-        buf_init(&rec.body);
-        if (app_json_idem_decode(slice_of(op->result.p, op->result.len), &rec) != 0) {
-            op_finish_error(op, 500, "unreadable idempotency record", NULL);
-        } else if (strlen(rec.id) != op->id_len || memcmp(rec.id, op->id, op->id_len) != 0 ||
-                   rec.delta != op->delta) {
-            op_finish_error(op, 422, "Idempotency-Key reused for a different request",
-                          "a key may be used for one user id and delta only");
-        } else {
-            op_finish(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
-                    "Idempotent-Replayed: true\r\n");
-        }
-        buf_free(&rec.body);
-        return;
-    }
-    int64_t next;
-    if (op->balance_bad) {
-        txn_unwatch(op);
+    switch (v) {
+    case APP_IDEM_APPLY:
+        break;
+    case APP_IDEM_REPLAY:
+        op_finish(op, rec.status, slice_of(rec.body.p ? rec.body.p : "", rec.body.len),
+                  "Idempotent-Replayed: true\r\n");
+        break;
+    case APP_IDEM_MISMATCH:
+        op_finish_error(op, 422, "Idempotency-Key reused for a different request",
+                        "a key may be used for one user id and delta only");
+        break;
+    case APP_IDEM_BAD_RECORD:
+        op_finish_error(op, 500, "unreadable idempotency record", NULL);
+        break;
+    case APP_IDEM_BAD_BALANCE:
         op_finish_error(op, 500, "stored balance is not an integer", NULL);
-        return;
-    }
-    if (__builtin_add_overflow(op->balance, op->delta, &next)) {
-        txn_unwatch(op);
+        break;
+    case APP_IDEM_OVERFLOW:
         op_finish_error(op, 409, "balance out of range", ERR_BALANCE_OVERFLOW);
-        return;
+        break;
     }
+    buf_free(&rec.body);
+    if (v != APP_IDEM_APPLY)
+        return;
     if (op->srv->store == NULL || app_store_connection_id(op->srv->store) != op->store_conn) {
         /* the WATCH went to a connection that is gone: it protects nothing on the new one */
         txn_read(op);
@@ -635,9 +642,9 @@ static void txn_after_read(struct op *op)
     struct slice id = slice_of(op->id, op->id_len);
     op->result.len = 0;
     app_json_balance(&op->result, id, next);
-    struct buf rec;
-    buf_init(&rec);
-    app_json_idem_encode(&rec, id, op->delta, 200, slice_of(op->result.p, op->result.len));
+    struct buf stored;
+    buf_init(&stored);
+    app_json_idem_encode(&stored, id, op->delta, 200, slice_of(op->result.p, op->result.len));
     char ikey[300], bkey[96], num[32], ttl[32];
     key_of(ikey, sizeof(ikey), "idem:", op->key, op->key_len);
     key_of(bkey, sizeof(bkey), "balance:", op->id, op->id_len);
@@ -647,8 +654,8 @@ static void txn_after_read(struct op *op)
     size_t multi_lens[] = {5};
     const char *set_bal[] = {"SET", bkey, num};
     size_t set_bal_lens[] = {3, strlen(bkey), strlen(num)};
-    const char *set_rec[] = {"SET", ikey, rec.p, "EX", ttl};
-    size_t set_rec_lens[] = {3, strlen(ikey), rec.len, 2, strlen(ttl)};
+    const char *set_rec[] = {"SET", ikey, stored.p, "EX", ttl};
+    size_t set_rec_lens[] = {3, strlen(ikey), stored.len, 2, strlen(ttl)};
     const char *exec[] = {"EXEC"};
     size_t exec_lens[] = {4};
     op->phase = TXN_WRITE;
@@ -659,7 +666,7 @@ static void txn_after_read(struct op *op)
     txn_send(op, 3, set_bal, set_bal_lens);
     txn_send(op, 5, set_rec, set_rec_lens);
     txn_send(op, 1, exec, exec_lens);
-    buf_free(&rec);
+    buf_free(&stored);
     if (op->inflight == 0)
         op_finish_error(op, 503, "store unavailable", op->txn_why);
 }
@@ -703,11 +710,12 @@ static void on_txn_reply(struct op *op, const redisReply *r)
             txn_fail(op, "unexpected reply");
         }
     } else if (op->phase == TXN_READ && ix == 2) {
-        if (r->type == REDIS_REPLY_STRING)
-            op->balance_bad =
-                app_json_parse_int64(slice_of(r->str, r->len), &op->balance) != 0;
-        else if (r->type != REDIS_REPLY_NIL)
+        if (r->type == REDIS_REPLY_STRING) {
+            op->has_balance = true;
+            buf_append(&op->balance, r->str, r->len);
+        } else if (r->type != REDIS_REPLY_NIL) {
             txn_fail(op, "unexpected reply");
+        }
     }
     if (op->inflight > 0)
         return;
@@ -864,6 +872,7 @@ static void start_op(struct conn *c)
     op->id_len = r->route.id.len;
     buf_init(&op->doc);
     buf_init(&op->result);
+    buf_init(&op->balance);
     struct slice body = slice_of(c->body.p ? c->body.p : "", c->body.len);
     const char *why = NULL;
     if (op->action == APP_ACT_USER_PUT && app_json_user_parse(body, &op->doc, &why) != 0) {

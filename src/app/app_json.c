@@ -286,3 +286,24 @@ int app_json_idem_decode(struct slice s, struct app_json_idem *rec)
     cJSON_Delete(j);
     return rc;
 }
+
+enum app_idem_verdict app_json_idem_decide(const struct slice *record,
+                                           const struct slice *balance, struct slice id,
+                                           int64_t delta, struct app_json_idem *rec,
+                                           int64_t *next)
+{
+    if (record) {
+        if (app_json_idem_decode(*record, rec) != 0)
+            return APP_IDEM_BAD_RECORD;
+        if (strlen(rec->id) != id.len || memcmp(rec->id, id.p, id.len) != 0 ||
+            rec->delta != delta)
+            return APP_IDEM_MISMATCH;
+        return APP_IDEM_REPLAY;
+    }
+    int64_t cur = 0;
+    if (balance && app_json_parse_int64(*balance, &cur) != 0)
+        return APP_IDEM_BAD_BALANCE;
+    if (__builtin_add_overflow(cur, delta, next))
+        return APP_IDEM_OVERFLOW;
+    return APP_IDEM_APPLY;
+}

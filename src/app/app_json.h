@@ -54,4 +54,22 @@ void app_json_idem_encode(struct buf *out, struct slice id, int64_t delta, int s
  * response body is appended to it). Returns 0 or -EINVAL for anything else. */
 int app_json_idem_decode(struct slice s, struct app_json_idem *rec);
 
+/* What a keyed balance update does, decided from what its read batch found. */
+enum app_idem_verdict {
+    APP_IDEM_APPLY = 0,   /* no record: write the balance *next with the record */
+    APP_IDEM_REPLAY,      /* the record of this very request: answer *rec again */
+    APP_IDEM_MISMATCH,    /* the key's record belongs to another request (422) */
+    APP_IDEM_BAD_RECORD,  /* the record cannot be read (500) */
+    APP_IDEM_BAD_BALANCE, /* the stored balance is not an integer (500) */
+    APP_IDEM_OVERFLOW,    /* balance + delta would leave int64 (409) */
+};
+
+/* Decides a keyed update of user id by delta. record is the key's stored record and balance
+ * the stored balance, each NULL when absent (a missing balance is 0). rec (body initialised)
+ * is filled for REPLAY; *next is set for APPLY. */
+enum app_idem_verdict app_json_idem_decide(const struct slice *record,
+                                           const struct slice *balance, struct slice id,
+                                           int64_t delta, struct app_json_idem *rec,
+                                           int64_t *next);
+
 #endif

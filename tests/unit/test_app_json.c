@@ -227,12 +227,64 @@ static void test_idem_record(void **state)
     }
 }
 
+/* One keyed update's decision for (record, balance) as found by its read batch. */
+static enum app_idem_verdict decide(const char *record, const char *balance, const char *id,
+                                    int64_t delta, int64_t *next, struct buf *replayed)
+{
+    struct slice r = record ? slice_cstr(record) : (struct slice){NULL, 0};
+    struct slice b = balance ? slice_cstr(balance) : (struct slice){NULL, 0};
+    struct app_json_idem rec;
+    memset(&rec, 0, sizeof(rec));
+    buf_init(&rec.body);
+    enum app_idem_verdict v = app_json_idem_decide(record ? &r : NULL, balance ? &b : NULL,
+                                                   slice_cstr(id), delta, &rec, next);
+    replayed->len = 0;
+    buf_append(replayed, rec.body.p ? rec.body.p : "", rec.body.len);
+    buf_free(&rec.body);
+    return v;
+}
+
+static void test_idem_decide(void **state)
+{
+    (void)state;
+    struct buf rec, out;
+    buf_init(&rec);
+    buf_init(&out);
+    int64_t next = 0;
+    /* no record: apply on top of the stored balance (none = 0) */
+    assert_int_equal(decide(NULL, NULL, "u1", 5, &next, &out), APP_IDEM_APPLY);
+    assert_true(next == 5);
+    assert_int_equal(decide(NULL, "-7", "u1", 5, &next, &out), APP_IDEM_APPLY);
+    assert_true(next == -2);
+    assert_int_equal(decide(NULL, "9223372036854775806", "u1", 1, &next, &out), APP_IDEM_APPLY);
+    assert_true(next == INT64_MAX);
+    assert_int_equal(decide(NULL, "9223372036854775807", "u1", 1, &next, &out),
+                     APP_IDEM_OVERFLOW);
+    assert_int_equal(decide(NULL, "-9223372036854775808", "u1", -1, &next, &out),
+                     APP_IDEM_OVERFLOW);
+    assert_int_equal(decide(NULL, "12abc", "u1", 1, &next, &out), APP_IDEM_BAD_BALANCE);
+    assert_int_equal(decide(NULL, "", "u1", 1, &next, &out), APP_IDEM_BAD_BALANCE);
+
+    /* a record: this request's is replayed (whatever the balance is now), another's refused */
+    app_json_idem_encode(&rec, SLICE_LIT("u1"), 5, 200, SLICE_LIT("{\"id\":\"u1\",\"balance\":5}"));
+    buf_append(&rec, "", 1); /* NUL for slice_cstr */
+    assert_int_equal(decide(rec.p, "oops", "u1", 5, &next, &out), APP_IDEM_REPLAY);
+    assert_buf(&out, "{\"id\":\"u1\",\"balance\":5}");
+    assert_int_equal(decide(rec.p, "5", "u1", 6, &next, &out), APP_IDEM_MISMATCH);
+    assert_int_equal(decide(rec.p, "5", "u2", 5, &next, &out), APP_IDEM_MISMATCH);
+    assert_int_equal(decide(rec.p, "5", "u", 5, &next, &out), APP_IDEM_MISMATCH);
+    assert_int_equal(decide("pending", "5", "u1", 5, &next, &out), APP_IDEM_BAD_RECORD);
+    buf_free(&rec);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_documents), cmocka_unit_test(test_delta),
         cmocka_unit_test(test_idem_key),       cmocka_unit_test(test_int64),
         cmocka_unit_test(test_bodies),         cmocka_unit_test(test_idem_record),
+        cmocka_unit_test(test_idem_decide),
     };
     return cmocka_run_group_tests_name("app_json", tests, NULL, NULL);
 }
