@@ -14,20 +14,21 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Largest lsn in [v->base_lsn, v->last_lsn] whose term is <= t, by binary search (terms never
- * decrease along the log). *found is false when even base_lsn's term is above t. */
+/* Largest lsn in [low, v->last_lsn] whose term is <= t, by binary search (terms never
+ * decrease along the log), where low is the oldest lsn whose term the view knows (base_lsn,
+ * or hist_lsn with kept term boundaries). *found is false when even low's term is above t. */
 static int last_lsn_upto(const struct repl_log_view *v, uint64_t t, uint64_t *lsn, uint64_t *term,
                          bool *found)
 {
-    uint64_t bt;
-    int rc = v->term_at(v->ud, v->base_lsn, &bt);
+    uint64_t low = v->has_hist && v->hist_lsn < v->base_lsn ? v->hist_lsn : v->base_lsn, bt;
+    int rc = v->term_at(v->ud, low, &bt);
     if (rc != 0)
         return rc;
     if (bt > t) {
         *found = false;
         return 0;
     }
-    uint64_t lo = v->base_lsn, hi = v->last_lsn, lo_term = bt; /* term_at(lo) <= t */
+    uint64_t lo = low, hi = v->last_lsn, lo_term = bt; /* term_at(lo) <= t */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo + 1) / 2, mt;
         rc = v->term_at(v->ud, mid, &mt);
@@ -90,6 +91,8 @@ int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h
     if (!matched || common < v->base_lsn || common < h->base_lsn) {
         out->kind = REPL_MATCH_FULL;
         out->lsn = v->base_lsn;
+        out->proven = matched;
+        out->common = matched ? common : 0;
         if (!matched)
             out->cause = "no common prefix can be proven from the replica's history";
         else if (common < v->base_lsn)

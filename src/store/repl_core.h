@@ -24,6 +24,11 @@ struct repl_log_view {
     uint64_t last_lsn; /* last record in the log (>= base_lsn) */
     repl_term_at_fn term_at;
     void *ud;
+    /* Term boundaries kept across compaction (store/termhist.h): when has_hist, term_at also
+     * answers for hist_lsn <= lsn < base_lsn (hist_lsn <= base_lsn), so a common prefix older
+     * than the snapshot can still be proven (and sent with FULL). false: today's view. */
+    bool has_hist;
+    uint64_t hist_lsn;
 };
 
 enum repl_match_kind {
@@ -37,12 +42,19 @@ struct repl_match {
     enum repl_match_kind kind;
     uint64_t lsn;
     const char *cause; /* static text saying why (for logs and INFO) */
+    /* FULL only: whether the longest common prefix of the two logs was proven, and where it
+     * ends (<= the replica's last lsn). The replica's records after it diverged: it audits
+     * them before installing the snapshot. common == the replica's last lsn: nothing
+     * diverged (a lagging or fresh replica). */
+    bool proven;
+    uint64_t common;
 };
 
 /* Decides how a replica that sent hello h joins the primary whose log is v. The result
  * always leaves the replica with a prefix of the primary's log: CONTINUE/TRUNCATE keep the
- * longest common prefix the hello can prove, FULL when that prefix is older than base_lsn or
- * cannot be proven. Returns 0, or the term_at callback's negative code. */
+ * longest common prefix the hello can prove, FULL when that prefix is older than base_lsn
+ * (or than the replica's own snapshot) or cannot be proven; a FULL says whether the prefix
+ * was proven and where it ends. Returns 0, or the term_at callback's negative code. */
 int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h,
                     struct repl_match *out);
 

@@ -25,12 +25,18 @@ struct tlog {
     uint64_t len;
     uint64_t base; /* records <= base are compacted (only in the snapshot) */
     uint64_t cur_term;
+    /* Term boundaries kept across compaction: the terms of lsns >= hist are known even below
+     * base (hist <= base). keeps: the node keeps them when it compacts (else, like a data
+     * directory written before boundaries were kept, hist follows base). */
+    bool keeps;
+    uint64_t hist;
 };
 
 static int tlog_term_at(void *ud, uint64_t lsn, uint64_t *term)
 {
     const struct tlog *l = ud;
-    if (lsn < l->base || lsn > l->len)
+    uint64_t low = l->keeps && l->hist < l->base ? l->hist : l->base;
+    if (lsn < low || lsn > l->len)
         return -ENOENT;
     *term = lsn == 0 ? 0 : l->term[lsn];
     return 0;
@@ -38,7 +44,7 @@ static int tlog_term_at(void *ud, uint64_t lsn, uint64_t *term)
 
 static struct repl_log_view view_of(struct tlog *l)
 {
-    struct repl_log_view v = {l->cur_term, l->base, l->len, tlog_term_at, l};
+    struct repl_log_view v = {l->cur_term, l->base, l->len, tlog_term_at, l, l->keeps, l->hist};
     return v;
 }
 
@@ -198,6 +204,91 @@ static void test_match_cases(void **state)
     assert_int_equal(m.kind, REPL_MATCH_REFUSE);
 }
 
+/* The primary kept its term boundaries across compaction: a common prefix older than its
+ * snapshot is proven and travels with FULL; without them it is not. */
+static void test_match_full_with_common(void **state)
+{
+    (void)state;
+    struct tlog p, r;
+    struct repl_match m;
+
+    /* The integration test's story: a(1) on both; r is promoted (term 2: its opening record
+     * and one write) and compacts at 3; the old primary p writes div:1..3 in term 1 and
+     * compacted at 3 (div:1, div:2 folded into its snapshot). p rejoins r. */
+    set_log(&r, "122");
+    r.base = 3;
+    set_log(&p, "1111");
+    p.base = 3;
+    m = match(&r, &p);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_false(m.proven); /* today: r's snapshot covers term 1 */
+    r.keeps = true;
+    r.hist = 0;
+    m = match(&r, &p);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_int_equal(m.lsn, 3);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 1); /* p audits 2..3 (its snapshot) and 4 (its log) */
+    /* Boundaries known only from lsn 2 (e.g. r installed a snapshot at 2): term 1 is not. */
+    r.hist = 2;
+    m = match(&r, &p);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_false(m.proven);
+
+    /* A lagging replica behind the primary's snapshot: proven, nothing diverged. */
+    set_log(&p, "1111122");
+    p.base = 6;
+    p.keeps = true;
+    set_log(&r, "111");
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 3);
+    /* ... with its last records compacted into its own snapshot: still a prefix. */
+    r.base = 3;
+    m = match(&p, &r);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 3);
+    /* A fresh replica. */
+    set_log(&r, "");
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 0);
+
+    /* A divergent suffix in the replica's log, older than the primary's snapshot: FULL (the
+     * primary cannot stream from 3) with common 3; the replica audits 4..5 as records. */
+    set_log(&r, "11133"); /* lsns 4, 5 of term 3: an old primary p never heard of */
+    p.cur_term = 4;
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 3);
+
+    /* Divergence folded into the replica's snapshot, primary not compacted: FULL (the
+     * replica cannot cut below its snapshot) with the exact common prefix. */
+    set_log(&p, "1113");
+    set_log(&r, "11111");
+    r.base = 5;
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_FULL);
+    assert_true(m.proven);
+    assert_int_equal(m.common, 3);
+
+    /* CONTINUE and TRUNCATE answers are the same with or without kept boundaries. */
+    set_log(&p, "1111122");
+    p.base = 4;
+    set_log(&r, "11111");
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_CONTINUE);
+    p.keeps = true;
+    p.hist = 0;
+    m = match(&p, &r);
+    assert_int_equal(m.kind, REPL_MATCH_CONTINUE);
+    assert_int_equal(m.lsn, 5);
+    assert_false(m.proven);
+}
+
 /* A term_at failure is passed through. */
 static int failing_term_at(void *ud, uint64_t lsn, uint64_t *term)
 {
@@ -210,7 +301,7 @@ static int failing_term_at(void *ud, uint64_t lsn, uint64_t *term)
 static void test_match_lookup_error(void **state)
 {
     (void)state;
-    struct repl_log_view v = {2, 0, 5, failing_term_at, NULL};
+    struct repl_log_view v = {2, 0, 5, failing_term_at, NULL, false, 0};
     struct replmsg_hello h;
     memset(&h, 0, sizeof(h));
     h.last_lsn = 3;
@@ -279,9 +370,25 @@ static void sync_follower(struct tlog *p, struct tlog *r, unsigned *counts)
         assert_int_equal(m.lsn, p->base);
         if (complete) /* a full resync only when a log cannot serve */
             assert_true(lcp < p->base || lcp < r->base);
+        if (complete && p->keeps && p->hist == 0)
+            assert_true(m.proven); /* complete histories on both sides always prove it */
+        if (m.proven) {
+            /* The replica audits exactly its records after common (from its snapshot when
+             * common is below it, from its log after max(common, its base)): they are the
+             * divergent ones, and none of them is shared. */
+            assert_int_equal(m.common, lcp);
+            counts[4]++;
+            if (m.common < r->len)
+                counts[5]++;
+            if (m.common < r->base)
+                counts[6]++;
+        } else {
+            assert_int_equal(m.common, 0);
+        }
         memcpy(r->term, p->term, sizeof(p->term[0]) * (p->base + 1));
         memcpy(r->id, p->id, sizeof(p->id[0]) * (p->base + 1));
         r->len = r->base = p->base;
+        r->hist = r->base; /* an installed snapshot's history is unknown below it */
         break;
     case REPL_MATCH_REFUSE:
         fail_msg("leader refused a follower with a lower term");
@@ -301,10 +408,14 @@ static void test_match_random_histories(void **state)
 {
     (void)state;
     static struct tlog nodes[NODES];
-    unsigned counts[4] = {0};
+    /* Decisions by kind; then FULLs proven, proven with divergence, with divergence folded
+     * into the replica's snapshot. */
+    unsigned counts[7] = {0};
     uint64_t next_id = 1;
     for (int hist = 0; hist < 400; hist++) {
         memset(nodes, 0, sizeof(nodes));
+        for (int i = 0; i < NODES; i++)
+            nodes[i].keeps = rnd(4) != 0;
         uint64_t term = 0;
         int leader = -1;
         for (int step = 0; step < 150; step++) {
@@ -325,6 +436,8 @@ static void test_match_random_histories(void **state)
             } else if (op == 5) {
                 struct tlog *p = &nodes[leader];
                 p->base += rnd(p->len - p->base + 1);
+                if (!p->keeps)
+                    p->hist = p->base;
             } else {
                 int r = (int)rnd(NODES);
                 if (r != leader)
@@ -336,6 +449,12 @@ static void test_match_random_histories(void **state)
     assert_true(counts[REPL_MATCH_CONTINUE] > 100);
     assert_true(counts[REPL_MATCH_TRUNCATE] > 100);
     assert_true(counts[REPL_MATCH_FULL] > 100);
+    assert_true(counts[4] > 50);
+    assert_true(counts[5] > 20);
+    assert_true(counts[6] > 10);
+    print_message("decisions: continue %u truncate %u full %u (proven %u, diverged %u, folded "
+                  "into the replica's snapshot %u)\n",
+                  counts[0], counts[1], counts[2], counts[4], counts[5], counts[6]);
 }
 
 /* Many terms: a history longer than REPLMSG_MAX_TERMS still matches where it can. */
@@ -552,6 +671,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_cases),
+        cmocka_unit_test(test_match_full_with_common),
         cmocka_unit_test(test_match_lookup_error),
         cmocka_unit_test(test_match_random_histories),
         cmocka_unit_test(test_match_long_history),

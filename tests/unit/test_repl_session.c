@@ -26,7 +26,7 @@ static int term_at(void *ud, uint64_t lsn, uint64_t *term)
 
 static struct repl_log_view view(uint64_t term)
 {
-    struct repl_log_view v = {term, base, 20, term_at, NULL};
+    struct repl_log_view v = {term, base, 20, term_at, NULL, false, 0};
     return v;
 }
 
