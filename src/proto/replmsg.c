@@ -58,9 +58,11 @@ static void add_bulk_u64(struct buf *out, uint64_t v)
     resp_add_bulk(out, d, n);
 }
 
+#define HELLO_V2 "V2"
+
 void replmsg_hello_encode(struct buf *out, const struct replmsg_hello *h)
 {
-    resp_add_array(out, (int64_t)(6 + 2 * h->nterms));
+    resp_add_array(out, (int64_t)(6 + 2 * h->nterms + (h->v2 ? 1 : 0)));
     resp_add_bulk(out, "REPLSYNC", 8);
     resp_add_bulk(out, h->secret.p, h->secret.len);
     resp_add_bulk(out, h->node.p, h->node.len);
@@ -71,18 +73,28 @@ void replmsg_hello_encode(struct buf *out, const struct replmsg_hello *h)
         add_bulk_u64(out, h->terms[i].term);
         add_bulk_u64(out, h->terms[i].first_lsn);
     }
+    if (h->v2)
+        resp_add_bulk(out, HELLO_V2, strlen(HELLO_V2));
 }
 
 int replmsg_hello_parse(size_t argc, const struct slice *argv, struct replmsg_hello *h,
                         const char **why)
 {
     *why = "wrong number of arguments for 'replsync' command";
-    if (argc < 6 || (argc - 6) % 2 != 0 || (argc - 6) / 2 > REPLMSG_MAX_TERMS)
+    if (argc < 6)
+        return TD_EPROTO_RESP;
+    bool v2 = (argc - 6) % 2 != 0;
+    if (v2 && !slice_eq(argv[argc - 1], SLICE_LIT(HELLO_V2)))
+        return TD_EPROTO_RESP;
+    if (v2)
+        argc--;
+    if ((argc - 6) / 2 > REPLMSG_MAX_TERMS)
         return TD_EPROTO_RESP;
     *why = "not a REPLSYNC command";
     if (!slice_eq_nocase(argv[0], SLICE_LIT("REPLSYNC")))
         return TD_EPROTO_RESP;
     memset(h, 0, sizeof(*h));
+    h->v2 = v2;
     h->secret = argv[1];
     h->node = argv[2];
     *why = "invalid node name";
@@ -172,6 +184,10 @@ void replmsg_answer_encode(struct buf *out, const struct replmsg_answer *a)
     n += fmt_u64(line + n, a->lsn);
     line[n++] = ' ';
     n += fmt_u64(line + n, a->term);
+    if (a->kind == REPLMSG_FULL && a->has_common) {
+        line[n++] = ' ';
+        n += fmt_u64(line + n, a->common);
+    }
     line[n++] = '\r';
     line[n++] = '\n';
     buf_append(out, line, n);
@@ -214,9 +230,19 @@ ssize_t replmsg_answer_parse(const char *p, size_t n, struct replmsg_answer *a)
     if (k == 3)
         return TD_EPROTO_RESP;
     a->kind = (enum replmsg_answer_kind)k;
-    if (!parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &a->lsn) ||
-        !parse_u64(sp2 + 1, (size_t)(end - sp2 - 1), &a->term))
+    /* FULL may carry a fourth number, the common prefix. */
+    const char *sp3 = memchr(sp2 + 1, ' ', (size_t)(end - sp2 - 1));
+    if (sp3 != NULL && a->kind != REPLMSG_FULL)
         return TD_EPROTO_RESP;
+    const char *term_end = sp3 ? sp3 : end;
+    if (!parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &a->lsn) ||
+        !parse_u64(sp2 + 1, (size_t)(term_end - sp2 - 1), &a->term))
+        return TD_EPROTO_RESP;
+    if (sp3 != NULL) {
+        if (!parse_u64(sp3 + 1, (size_t)(end - sp3 - 1), &a->common))
+            return TD_EPROTO_RESP;
+        a->has_common = true;
+    }
     return (ssize_t)(len + 2);
 }
 

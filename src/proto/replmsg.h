@@ -5,12 +5,17 @@
  * has the full story; in short:
  *
  *   replica -> primary   REPLSYNC <secret> <node> <last_lsn> <last_term> <base_lsn>
- *                          [<term> <first_lsn>]...
+ *                          [<term> <first_lsn>]... [V2]
  *                        (a RESP command; the optional pairs are the replica's term history,
- *                        oldest first, at most REPLMSG_MAX_TERMS pairs)
+ *                        oldest first, at most REPLMSG_MAX_TERMS pairs; V2: the replica
+ *                        understands the common prefix in +FULL)
  *   primary -> replica   +CONTINUE <after_lsn> <term>    stream records after_lsn+1...
  *                        +TRUNCATE <after_lsn> <term>    discard records > after_lsn, then stream
- *                        +FULL <snapshot_lsn> <term>     snapshot frames, then records
+ *                        +FULL <snapshot_lsn> <term> [<common>]
+ *                                                        snapshot frames, then records; common
+ *                                                        (only to a V2 replica, only when
+ *                                                        proven): the replica's records after
+ *                                                        it diverged and are to be audited
  *                        -<error>                        refused (bad secret, stale term...)
  *   primary -> replica   frames, each one RESP bulk "$<len>\r\n<type><body>\r\n":
  *                        'W' one or more WAL records (proto/walrec encoding, verbatim)
@@ -55,6 +60,10 @@ struct replmsg_hello {
     uint64_t base_lsn;   /* the replica's snapshot lsn (<= last_lsn): it cannot truncate below */
     size_t nterms;       /* term history, ascending by term and first_lsn; may be empty */
     struct replmsg_term_start terms[REPLMSG_MAX_TERMS];
+    /* The trailing "V2": the replica understands "+FULL <lsn> <term> <common>". A primary
+     * that predates it refuses such a hello ("wrong number of arguments"); the replica then
+     * retries without it (docs/replication.md, "Versions"). */
+    bool v2;
 };
 
 enum replmsg_answer_kind {
@@ -70,6 +79,10 @@ struct replmsg_answer {
     uint64_t lsn;      /* CONTINUE/TRUNCATE: after_lsn; FULL: snapshot lsn */
     uint64_t term;     /* the primary's term */
     struct slice text; /* REFUSED: the error text (borrows the input), else empty */
+    /* FULL only: the proven end of the common prefix of the two logs (a 4th number on the
+     * line). has_common false: not sent (unproven, or a replica without V2). */
+    bool has_common;
+    uint64_t common;
 };
 
 enum replmsg_frame_type {

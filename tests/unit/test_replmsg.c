@@ -58,7 +58,24 @@ static void test_hello_round_trip(void **state)
     assert_int_equal(g.base_lsn, 100);
     assert_int_equal(g.nterms, 3);
     assert_memory_equal(g.terms, h.terms, 3 * sizeof(h.terms[0]));
+    assert_false(g.v2);
     resp_parser_free(&rp);
+    /* V2: one more argument, with or without a history. */
+    for (size_t nt = 0; nt <= 3; nt += 3) {
+        h.v2 = true;
+        h.nterms = nt;
+        b.len = 0;
+        replmsg_hello_encode(&b, &h);
+        resp_parser_init(&rp, &lim);
+        argc = parse_cmd(&rp, &b, &argv);
+        assert_int_equal(argc, 7 + 2 * nt);
+        assert_true(slice_eq(argv[argc - 1], SLICE_LIT("V2")));
+        assert_int_equal(replmsg_hello_parse(argc, argv, &g, &why), 0);
+        assert_true(g.v2);
+        assert_int_equal(g.nterms, nt);
+        assert_int_equal(g.base_lsn, 100);
+        resp_parser_free(&rp);
+    }
     buf_free(&b);
 }
 
@@ -82,6 +99,8 @@ static void test_hello_refusals(void **state)
     assert_int_equal(hello_argv(ok, 10), 0);
     const char *ok_nohist[] = {"REPLSYNC", "x", "n", "0", "0", "0"};
     assert_int_equal(hello_argv(ok_nohist, 6), 0);
+    const char *ok_v2[] = {"REPLSYNC", "x", "n", "10", "3", "0", "1", "1", "3", "8", "V2"};
+    assert_int_equal(hello_argv(ok_v2, 11), 0);
     const char *bad[][10] = {
         {"REPLSYNC", "x", "n", "10", "3", "0", "1", "1", "3"},       /* odd pair count */
         {"REPLSYNC", "x", "", "10", "3", "0", "1", "1", "3", "8"},   /* empty node */
@@ -100,8 +119,11 @@ static void test_hello_refusals(void **state)
         {"REPLSYNC", "x", "n", "10", "3", "0", "1", "1", "3", "11"}, /* beyond last lsn */
         {"REPLSYNC", "x", "n", "10", "3", "0", "1", "0", "3", "8"},  /* lsn 0 */
         {"PSYNC", "x", "n", "10", "3", "0", "1", "1", "3", "8"},
+        {"REPLSYNC", "x", "n", "10", "3", "0", "V3"},                /* unknown version */
+        {"REPLSYNC", "x", "n", "10", "3", "0", "v2"},                /* one spelling */
+        {"REPLSYNC", "x", "n", "10", "3", "0", "V2", "3", "8"},      /* V2 comes last */
     };
-    size_t sizes[] = {9, 10, 10, 10, 10, 6, 6, 10, 10, 10, 10, 10, 10, 10, 10};
+    size_t sizes[] = {9, 10, 10, 10, 10, 6, 6, 10, 10, 10, 10, 10, 10, 10, 10, 7, 7, 9};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         assert_int_equal(hello_argv(bad[i], sizes[i]), TD_EPROTO_RESP);
     /* Too many terms. */
@@ -187,13 +209,15 @@ static void test_failsafe(void **state)
 static void test_answers(void **state)
 {
     (void)state;
-    struct replmsg_answer in[4] = {
-        {REPLMSG_CONTINUE, 42, 3, {NULL, 0}},
-        {REPLMSG_TRUNCATE, 0, 18446744073709551615ull, {NULL, 0}},
-        {REPLMSG_FULL, 1000000, 1, {NULL, 0}},
-        {REPLMSG_REFUSED, 0, 0, SLICE_LIT("NOAUTH bad\nsecret")},
+    struct replmsg_answer in[6] = {
+        {REPLMSG_CONTINUE, 42, 3, {NULL, 0}, false, 0},
+        {REPLMSG_TRUNCATE, 0, 18446744073709551615ull, {NULL, 0}, false, 0},
+        {REPLMSG_FULL, 1000000, 1, {NULL, 0}, false, 0},
+        {REPLMSG_REFUSED, 0, 0, SLICE_LIT("NOAUTH bad\nsecret"), false, 0},
+        {REPLMSG_FULL, 1000000, 2, {NULL, 0}, true, 17},
+        {REPLMSG_FULL, 5, 2, {NULL, 0}, true, 0},
     };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         struct buf b;
         buf_init(&b);
         replmsg_answer_encode(&b, &in[i]);
@@ -207,6 +231,8 @@ static void test_answers(void **state)
         } else {
             assert_int_equal(out.lsn, in[i].lsn);
             assert_int_equal(out.term, in[i].term);
+            assert_int_equal(out.has_common, in[i].has_common);
+            assert_int_equal(out.common, in[i].common);
         }
         for (size_t k = 0; k < (size_t)r; k++)
             assert_int_equal(replmsg_answer_parse(b.p, k, &out), TD_EINCOMPLETE);
@@ -218,6 +244,10 @@ static void test_answers(void **state)
                          "+CONTINUE 01 2\r\n",
                          ":1\r\n",
                          "+FULL 1 2\n\r\n",
+                         "+TRUNCATE 1 2 3\r\n", /* only FULL carries a common prefix */
+                         "+FULL 1 2 03\r\n",
+                         "+FULL 1 2 3 4\r\n",
+                         "+FULL 1 2 \r\n",
                          "\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct replmsg_answer out;
