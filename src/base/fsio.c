@@ -615,6 +615,13 @@ int fsio_unlink(const char *path)
     return e;
 }
 
+int fsio_link(const char *from, const char *to)
+{
+    int r;
+    FSIO_CALL(FSIO_OP_RENAME, r, link(from, to));
+    return r;
+}
+
 int fsio_mkdir(const char *path, int mode)
 {
     int r;

@@ -36,6 +36,9 @@ int fsio_fsync(int fd);
 /* Opens directory dir and fsyncs it, making creations/renames/unlinks in it durable. */
 int fsio_fsync_dir(const char *dir);
 int fsio_rename(const char *from, const char *to);
+/* Hard link: a second name for the file at from (no copy). Counted as a rename by faults.
+ * 0 or a negative errno (-EEXIST when to exists). */
+int fsio_link(const char *from, const char *to);
 int fsio_ftruncate(int fd, uint64_t len);
 int fsio_unlink(const char *path);
 /* mkdir(2); an existing directory is success. */

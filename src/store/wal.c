@@ -9,6 +9,9 @@
  *   torn-<lsn>.bin                   bytes cut from a torn tail at recovery, after record <lsn>
  *   discarded-<term>.log             records removed by wal_truncate_after (exact bytes)
  *   discarded-<term>.txt             the same records as text lines, for people
+ *   discarded-<term>-<lsn>.snap      a snapshot kept (hard link) as the audit of divergent
+ *                                    records folded into it (wal_discard_for_full)
+ *   term-history                     term boundaries up to the snapshot (store/termhist.h)
  *   LOCK                             flock()ed while a process owns DIR
  *
  * Write path (loop thread unless noted):
@@ -71,6 +74,7 @@
 #include "base/err.h"
 #include "base/fsio.h"
 #include "base/log.h"
+#include "store/termhist.h"
 
 #define DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define CHILD_POLL_MS 10
@@ -141,6 +145,7 @@ struct wal {
     uint64_t next_lsn, last_term;
     uint64_t written_lsn, durable_lsn;
     uint64_t snap_lsn, snap_term, snap_bytes;
+    struct termhist th; /* term boundaries up to snap_lsn (th.snap_lsn == snap_lsn) */
 
     struct buf pending;
     struct rots pending_rots;
@@ -553,6 +558,10 @@ int wal_recover(struct wal *w, snapshot_load_fn load, wal_apply_fn apply, void *
         w->snap_lsn = info.lsn;
         w->snap_term = info.term;
         w->snap_bytes = info.bytes;
+        r = termhist_load(w->dir, info.lsn, info.term, &w->th);
+        if (r != 0 && r != -ENOENT)
+            log_warn("wal", "term history ignored: terms below the snapshot are unknown",
+                     "snapshot_lsn=%" PRIu64 " err=%s", info.lsn, td_strerror(r));
         rep->snapshot_lsn = info.lsn;
         rep->snapshot_term = info.term;
         rep->snapshot_items = info.items;
@@ -1250,6 +1259,11 @@ uint64_t wal_written_lsn(const struct wal *w)
     return w->written_lsn;
 }
 
+const struct termhist *wal_term_history(const struct wal *w)
+{
+    return &w->th;
+}
+
 uint64_t wal_first_lsn(const struct wal *w)
 {
     return w->nsegs > 0 ? w->segs[0].first_lsn : w->next_lsn;
@@ -1296,6 +1310,11 @@ void wal_get_stats(const struct wal *w, struct wal_stats *st)
 
 /* ---- snapshots ---- */
 
+static int term_at_cb(void *ud, uint64_t lsn, uint64_t *term)
+{
+    return wal_term_at(ud, lsn, term);
+}
+
 /* Writes the snapshot of lsn/term to DIR/snap-<lsn>.tmp, fsyncs, renames it into place and
  * fsyncs DIR. Runs in the forked child or in-process. */
 static int write_snapshot(const char *dir, uint64_t lsn, uint64_t term, wal_iterate_fn iterate,
@@ -1339,6 +1358,16 @@ static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, u
         if (w->snap_lsn != lsn && w->snap_lsn > 0) {
             snap_path(w->dir, w->snap_lsn, "snap", path, sizeof(path));
             fsio_unlink(path);
+        }
+        /* Keep the term boundaries the snapshot folds in (the segments are still here). */
+        int hr = termhist_advance(&w->th, lsn, term, term_at_cb, w);
+        if (hr == 0)
+            hr = termhist_save(w->dir, &w->th);
+        if (hr != 0) {
+            termhist_reset_unknown(&w->th, lsn, term);
+            termhist_remove(w->dir);
+            log_warn("wal", "term history not kept: terms below the snapshot are unknown",
+                     "lsn=%" PRIu64 " err=%s", lsn, td_strerror(hr));
         }
         w->snap_lsn = lsn;
         w->snap_term = term;
@@ -1872,6 +1901,78 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
     return 0;
 }
 
+int wal_discard_for_full(struct wal *w, uint64_t common, uint64_t *ndiscarded, char *where,
+                         size_t wherelen)
+{
+    TD_ASSERT(w->recovered);
+    *ndiscarded = 0;
+    if (where && wherelen)
+        where[0] = '\0';
+    if (w->err)
+        return w->err;
+    if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
+        return -EBUSY;
+    uint64_t last = w->next_lsn - 1, n = 0;
+    if (common > last)
+        return -ERANGE;
+    struct buf desc;
+    buf_init(&desc);
+    int r = 0;
+    if (common < w->snap_lsn) {
+        /* Records common+1..snap_lsn exist only folded into the snapshot: keep the file itself
+         * (a second name, no copy) before anything replaces it. */
+        char from[4096], to[4200];
+        snap_path(w->dir, w->snap_lsn, "snap", from, sizeof(from));
+        snprintf(to, sizeof(to), "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap", w->dir, w->snap_term,
+                 w->snap_lsn);
+        r = fsio_link(from, to);
+        if (r == -EEXIST)
+            r = 0; /* kept by an earlier attempt that did not finish */
+        if (r == 0)
+            r = fsio_fsync_dir(w->dir);
+        if (r == 0) {
+            struct buf line;
+            buf_init(&line);
+            buf_printf(&line,
+                       "# lsn=%" PRIu64 "..%" PRIu64 " term<=%" PRIu64
+                       " folded into the snapshot kept as discarded-%" PRIu64 "-%" PRIu64 ".snap\n",
+                       common + 1, w->snap_lsn, w->snap_term, w->snap_term, w->snap_lsn);
+            r = save_audit(w->dir, w->snap_term, "txt", &line);
+            buf_free(&line);
+        }
+        if (r != 0) {
+            buf_free(&desc);
+            return r; /* nothing was removed: the resync fails and is retried */
+        }
+        n += w->snap_lsn - common;
+        buf_printf(&desc, "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap (lsn %" PRIu64 "..%" PRIu64 ")",
+                   w->dir, w->snap_term, w->snap_lsn, common + 1, w->snap_lsn);
+    }
+    uint64_t cut = common > w->snap_lsn ? common : w->snap_lsn;
+    if (cut < last) {
+        uint64_t first_term = 0, nd = 0;
+        r = wal_term_at(w, cut + 1, &first_term);
+        if (r == 0)
+            r = wal_truncate_after(w, cut, &nd);
+        if (r != 0) {
+            buf_free(&desc);
+            return r;
+        }
+        n += nd;
+        buf_printf(&desc, "%s%s/discarded-%" PRIu64 ".log (lsn %" PRIu64 "..%" PRIu64 ")",
+                   desc.len ? ", " : "", w->dir, first_term, cut + 1, last);
+    }
+    *ndiscarded = n;
+    if (where && wherelen)
+        snprintf(where, wherelen, "%.*s", (int)desc.len, desc.p ? desc.p : "");
+    if (n > 0)
+        log_notice("wal", "records audited before a full resync",
+                   "common_lsn=%" PRIu64 " discarded=%" PRIu64 " saved=\"%.*s\"", common, n,
+                   (int)desc.len, desc.p);
+    buf_free(&desc);
+    return 0;
+}
+
 int wal_install_snapshot(struct wal *w, const char *path)
 {
     TD_ASSERT(w->recovered);
@@ -1887,7 +1988,12 @@ int wal_install_snapshot(struct wal *w, const char *path)
     snap_path(w->dir, info.lsn, "snap", fin, sizeof(fin));
     fsio_close(w->fd);
     w->fd = -1;
-    r = fsio_rename(path, fin);
+    /* The history below the received snapshot is the primary's, unknown here. (A stale file
+     * would be ignored anyway, as it names another snapshot.) */
+    termhist_reset_unknown(&w->th, info.lsn, info.term);
+    r = termhist_remove(w->dir);
+    if (r == 0)
+        r = fsio_rename(path, fin);
     if (r == 0)
         r = fsio_fsync_dir(w->dir);
     for (size_t j = 0; j < w->nsegs && r == 0; j++) {
@@ -1948,6 +2054,7 @@ static void finish_close(struct wal *w)
     free(w->snaps);
     free(w->rpos);
     free(w->dir);
+    termhist_free(&w->th);
     w->segs = NULL;
     w->snaps = NULL;
     w->dir = NULL;
