@@ -86,6 +86,11 @@ static int on_answer(struct repl_link *l, const struct replmsg_answer *a)
         l->state = REPL_LINK_STREAMING;
         return 0;
     case REPLMSG_FULL:
+        if (a->has_common && a->common > l->last_lsn)
+            return fail(l, TD_EPROTO_RESP, "FULL with common prefix %llu, but our last lsn is %llu",
+                        (unsigned long long)a->common, (unsigned long long)l->last_lsn);
+        l->full_proven = a->has_common;
+        l->full_common = a->has_common ? a->common : 0;
         rc = l->ops->snapshot_begin(l->ud, a->lsn, a->term);
         if (rc != 0)
             return fail(l, rc, "cannot start receiving a snapshot");
@@ -137,6 +142,12 @@ static int on_frame(struct repl_link *l, const struct replmsg_frame *f)
                         (unsigned long long)f->last_lsn, (unsigned long long)f->term,
                         (unsigned long long)f->total_bytes, (unsigned long long)l->snap_lsn,
                         (unsigned long long)l->snap_term, (unsigned long long)l->snap_bytes);
+        if (l->ops->discard_before_full) {
+            rc = l->ops->discard_before_full(l->ud, l->full_proven, l->full_common);
+            if (rc != 0)
+                return fail(l, rc, "auditing our records after lsn %llu failed",
+                            (unsigned long long)l->full_common);
+        }
         rc = l->ops->snapshot_end(l->ud, l->snap_lsn, l->snap_term);
         if (rc != 0)
             return fail(l, rc, "installing the snapshot failed");

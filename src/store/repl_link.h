@@ -7,6 +7,7 @@
 #ifndef TD_STORE_REPL_LINK_H
 #define TD_STORE_REPL_LINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -32,6 +33,10 @@ struct repl_link_ops {
     void (*heartbeat)(void *ud, uint64_t commit_lsn, uint64_t primary_last_lsn);
     /* A failsafe ping of the primary (coord/agent.h). May be NULL (ignored). */
     void (*failsafe)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
+    /* A full resync's snapshot arrived complete and is about to be installed: audit our
+     * records after common (proven: the +FULL line carried it) before they are replaced.
+     * May be NULL. */
+    int (*discard_before_full)(void *ud, bool proven, uint64_t common);
 };
 
 enum repl_link_state {
@@ -48,6 +53,8 @@ struct repl_link {
     uint64_t last_lsn;               /* our last lsn, as sent in REPLSYNC */
     uint64_t next_lsn;               /* the lsn the next record must carry */
     uint64_t snap_lsn, snap_term, snap_bytes;
+    bool full_proven;     /* FULL carried the common prefix full_common */
+    uint64_t full_common;
     uint64_t records, frames, heartbeats; /* counters for INFO */
     const struct repl_link_ops *ops;
     void *ud;

@@ -167,13 +167,16 @@ static int on_hello(struct rconn *c, size_t argc, const struct slice *argv)
     buf_free(&out);
     if (rc != 0)
         return rc;
+    char common[32] = "-";
+    if (a.has_common)
+        snprintf(common, sizeof(common), "%" PRIu64, a.common);
     log_notice("repl", "replica joined",
-               "replica=%s addr=%s:%d answer=%s lsn=%" PRIu64 " cause=\"%s\"", c->s.node, c->addr,
-               c->port,
+               "replica=%s addr=%s:%d answer=%s lsn=%" PRIu64 " common=%s cause=\"%s\"",
+               c->s.node, c->addr, c->port,
                a.kind == REPLMSG_CONTINUE   ? "continue"
                : a.kind == REPLMSG_TRUNCATE ? "truncate"
                                             : "full",
-               a.lsn, c->s.match.cause);
+               a.lsn, common, c->s.match.cause);
     if (a.kind == REPLMSG_FULL) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/snap-%020" PRIu64 ".snap", p->dir, a.lsn);

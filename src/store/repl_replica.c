@@ -52,6 +52,8 @@ struct repl_replica {
     struct repl_replica_info info;
     uint64_t released_lsn; /* highest lsn the owner reported durable */
     bool auth_pending;     /* AUTH sent, its answer not read yet */
+    bool hello_v2;         /* this attempt's REPLSYNC carries V2 */
+    bool legacy_next;      /* the primary refused V2: the next attempt sends a plain hello */
     bool (*on_failsafe)(void *ud, uint64_t term, uint64_t round, uint64_t valid_ms);
     void *ud;
     bool closing;
@@ -186,6 +188,25 @@ static int op_snap_end(void *ud, uint64_t lsn, uint64_t term)
     return repl_wal_sink_ops.snapshot_end(&r->sink, lsn, term);
 }
 
+static int op_discard_before_full(void *ud, bool proven, uint64_t common)
+{
+    struct repl_replica *r = ud;
+    int rc = repl_wal_sink_ops.discard_before_full(&r->sink, proven, common);
+    if (rc != 0)
+        return rc;
+    uint64_t last = r->link.last_lsn;
+    if (!proven && last > 0)
+        log_warn("repl", "full resync without a proven common prefix: records replaced unaudited",
+                 "last_lsn=%llu cause=\"%s\"", (unsigned long long)last,
+                 r->hello_v2 ? "the primary cannot prove where our logs meet"
+                             : "the primary predates REPLSYNC V2");
+    else if (r->sink.full_audited > 0)
+        log_notice("repl", "divergent records audited before the full resync",
+                   "common_lsn=%llu discarded=%llu saved=\"%s\"", (unsigned long long)common,
+                   (unsigned long long)r->sink.full_audited, r->sink.audit);
+    return 0;
+}
+
 static int op_records(void *ud, const struct replmsg_frame *f)
 {
     struct repl_replica *r = ud;
@@ -237,6 +258,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     uint64_t before = r->link.records;
     enum repl_link_state st = r->link.state;
     ssize_t used = repl_link_feed(&r->link, r->in.p, r->in.len);
+    if (used < 0 && r->hello_v2 && st == REPL_LINK_WAIT_ANSWER &&
+        strstr(r->link.err, "wrong number of arguments for 'replsync'") != NULL) {
+        /* A primary from before REPLSYNC V2: the next attempt speaks the old hello (and a
+         * full resync then replaces divergent records unaudited, as that primary did). */
+        log_notice("repl", "the primary does not understand REPLSYNC V2: retrying without it",
+                   "");
+        r->legacy_next = true;
+    }
     if (used < 0) {
         char why[512];
         snprintf(why, sizeof(why), "%s%s%s", r->link.err, r->sink.err[0] ? ": " : "", r->sink.err);
@@ -283,6 +312,9 @@ static void on_connect(uv_connect_t *req, int status)
         drop(r, td_strerror(rc));
         return;
     }
+    h.v2 = !r->legacy_next;
+    r->hello_v2 = h.v2;
+    r->legacy_next = false; /* one plain attempt, then V2 again (the primary may be upgraded) */
     repl_wal_sink_init(&r->sink, r->w, r->db, r->dir);
     if (r->info.term > r->sink.term)
         r->sink.term = r->info.term;
@@ -353,8 +385,9 @@ struct repl_replica *repl_replica_new(uv_loop_t *loop, struct wal *w, struct db 
     r->primary = opts->primary;
     r->retry_ms = opts->retry_ms ? opts->retry_ms : 500;
     buf_init(&r->in);
-    r->ops = (struct repl_link_ops){op_adopt,    op_truncate, op_snap_begin, op_snap_chunk,
-                                    op_snap_end, op_records,  on_heartbeat, on_failsafe};
+    r->ops = (struct repl_link_ops){op_adopt,      op_truncate,  op_snap_begin,
+                                    op_snap_chunk, op_snap_end,  op_records,
+                                    on_heartbeat,  on_failsafe,  op_discard_before_full};
     r->on_failsafe = opts->on_failsafe;
     r->ud = opts->ud;
     uv_timer_init(loop, &r->retry);

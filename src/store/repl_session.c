@@ -71,6 +71,9 @@ int repl_session_hello(struct repl_session *s, const struct replmsg_hello *h, st
         break;
     case REPL_MATCH_FULL:
         ans->kind = REPLMSG_FULL;
+        /* Only a V2 replica understands the fourth number; an older one gets today's line. */
+        ans->has_common = h->v2 && s->match.proven;
+        ans->common = ans->has_common ? s->match.common : 0;
         break;
     case REPL_MATCH_REFUSE:
         return refuse(s, ans, v->term, TD_ESTALE_TERM,

@@ -26,11 +26,16 @@
 #include "base/fsio.h"
 #include "store/persist.h"
 #include "store/snapshot.h"
+#include "store/termhist.h"
 
 #define INCOMING_NAME "incoming.snap.partial"
 
+/* Terms below the snapshot come from the kept term boundaries, the rest from the log. */
 static int view_term_at(void *ud, uint64_t lsn, uint64_t *term)
 {
+    const struct termhist *th = wal_term_history(ud);
+    if (lsn < th->snap_lsn)
+        return termhist_term_at(th, lsn, term);
     return wal_term_at(ud, lsn, term);
 }
 
@@ -38,6 +43,7 @@ void repl_wal_view(struct wal *w, uint64_t term, struct repl_log_view *v)
 {
     struct wal_stats st;
     wal_get_stats(w, &st);
+    memset(v, 0, sizeof(*v));
     v->term = term;
     v->base_lsn = st.snapshot_lsn;
     v->last_lsn = wal_written_lsn(w);
@@ -45,6 +51,11 @@ void repl_wal_view(struct wal *w, uint64_t term, struct repl_log_view *v)
         v->last_lsn = v->base_lsn;
     v->term_at = view_term_at;
     v->ud = w;
+    const struct termhist *th = wal_term_history(w);
+    if (th->snap_lsn == st.snapshot_lsn) {
+        v->has_hist = true;
+        v->hist_lsn = termhist_known_lsn(th);
+    }
 }
 
 static int gather(void *ud, const struct walrec *rec)
@@ -237,8 +248,28 @@ static int sink_records(void *ud, const struct replmsg_frame *f)
     return 0;
 }
 
+/* Before the snapshot is installed: audit what diverged (see wal_discard_for_full). Without a
+ * proven common prefix nothing can be told apart: the replaced records are not audited (the
+ * shell says so in its log). */
+static int sink_discard_before_full(void *ud, bool proven, uint64_t common)
+{
+    struct repl_wal_sink *k = ud;
+    k->audit[0] = '\0';
+    k->full_audited = 0;
+    if (!proven)
+        return 0;
+    uint64_t n = 0;
+    int rc = wal_discard_for_full(k->w, common, &n, k->audit, sizeof(k->audit));
+    if (rc != 0)
+        return rc;
+    k->discarded += n;
+    k->full_audited = n;
+    return 0;
+}
+
 const struct repl_link_ops repl_wal_sink_ops = {
-    sink_adopt, sink_truncate, sink_snap_begin, sink_snap_chunk, sink_snap_end, sink_records, NULL, NULL,
+    sink_adopt,   sink_truncate, sink_snap_begin,         sink_snap_chunk, sink_snap_end,
+    sink_records, NULL,          NULL,                    sink_discard_before_full,
 };
 
 int repl_wal_hello(struct wal *w, struct slice node, struct slice secret, struct replmsg_hello *h)
@@ -246,8 +277,15 @@ int repl_wal_hello(struct wal *w, struct slice node, struct slice secret, struct
     memset(h, 0, sizeof(*h));
     struct wal_stats st;
     wal_get_stats(w, &st);
-    int rc = repl_core_term_history(view_term_at, w, st.snapshot_lsn, wal_last_lsn(w), h);
+    /* The history reaches below the snapshot as far as the kept term boundaries know it. */
+    const struct termhist *th = wal_term_history(w);
+    uint64_t from = st.snapshot_lsn;
+    if (th->snap_lsn == st.snapshot_lsn)
+        from = termhist_known_lsn(th);
+    int rc = repl_core_term_history(view_term_at, w, from, wal_last_lsn(w), h);
+    h->base_lsn = st.snapshot_lsn;
     h->node = node;
     h->secret = secret;
+    h->v2 = true;
     return rc;
 }

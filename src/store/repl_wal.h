@@ -42,6 +42,9 @@ struct repl_wal_sink {
     uint64_t full_syncs, truncations;
     int snap_fd; /* the incoming snapshot file while a transfer runs, else -1 */
     char err[256];
+    /* The last full resync's audit: records audited (also in discarded) and where. */
+    uint64_t full_audited;
+    char audit[1024];
 };
 
 extern const struct repl_link_ops repl_wal_sink_ops;
@@ -50,7 +53,8 @@ extern const struct repl_link_ops repl_wal_sink_ops;
 void repl_wal_sink_init(struct repl_wal_sink *k, struct wal *w, struct db *db, const char *dir);
 /* Closes and removes a half-received snapshot, if any. */
 void repl_wal_sink_free(struct repl_wal_sink *k);
-/* Builds the REPLSYNC hello for w (term history from the log); node and secret borrowed. */
+/* Builds the REPLSYNC hello for w (term history from the log, and below its snapshot as far as
+ * the kept term boundaries reach; V2 set); node and secret borrowed. */
 int repl_wal_hello(struct wal *w, struct slice node, struct slice secret, struct replmsg_hello *h);
 
 #endif

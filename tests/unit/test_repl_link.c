@@ -5,6 +5,7 @@
  * snapshot framing, op failures. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -83,8 +84,19 @@ static void f_heartbeat(void *ud, uint64_t commit, uint64_t last)
     buf_printf(&f->log, "hb %llu %llu;", (unsigned long long)commit, (unsigned long long)last);
 }
 
-static const struct repl_link_ops ops = {f_adopt,    f_truncate, f_snap_begin, f_snap_chunk,
-                                         f_snap_end, f_records,  f_heartbeat, NULL};
+static int f_discard(void *ud, bool proven, uint64_t common)
+{
+    struct fake *f = ud;
+    if (proven)
+        buf_printf(&f->log, "audit after %llu;", (unsigned long long)common);
+    else
+        buf_printf(&f->log, "unproven;");
+    return 0;
+}
+
+static const struct repl_link_ops ops = {f_adopt,     f_truncate, f_snap_begin,
+                                         f_snap_chunk, f_snap_end, f_records,
+                                         f_heartbeat, NULL,       f_discard};
 
 static uint64_t rng = 42;
 
@@ -158,7 +170,13 @@ static void expect(const struct buf *s, uint64_t term, uint64_t last_lsn, int wa
 
 static void answer(struct buf *b, enum replmsg_answer_kind k, uint64_t lsn, uint64_t term)
 {
-    struct replmsg_answer a = {k, lsn, term, {NULL, 0}};
+    struct replmsg_answer a = {k, lsn, term, {NULL, 0}, false, 0};
+    replmsg_answer_encode(b, &a);
+}
+
+static void answer_full(struct buf *b, uint64_t lsn, uint64_t term, uint64_t common)
+{
+    struct replmsg_answer a = {REPLMSG_FULL, lsn, term, {NULL, 0}, true, common};
     replmsg_answer_encode(b, &a);
 }
 
@@ -194,7 +212,23 @@ static void test_truncate_and_full(void **state)
     replmsg_frame_snap_chunk(&s, "de", 2);
     replmsg_frame_snap_end(&s, 100, 5, 5);
     add_records(&s, 101, 101, 5);
-    expect(&s, 5, 3, 0, "snap 100/5;chunk abc;hb 100 101;chunk de;install 100/5;rec 101/5;", NULL);
+    expect(&s, 5, 3, 0,
+           "snap 100/5;chunk abc;hb 100 101;chunk de;unproven;install 100/5;rec 101/5;", NULL);
+    buf_free(&s);
+
+    /* FULL with the common prefix: the audit runs once the snapshot is complete, before it
+     * is installed (a transfer that breaks off audits nothing). */
+    buf_init(&s);
+    answer_full(&s, 100, 5, 2);
+    replmsg_frame_snap_chunk(&s, "abc", 3);
+    replmsg_frame_snap_end(&s, 100, 5, 3);
+    add_records(&s, 101, 101, 5);
+    expect(&s, 5, 7, 0, "snap 100/5;chunk abc;audit after 2;install 100/5;rec 101/5;", NULL);
+    buf_free(&s);
+    buf_init(&s);
+    answer_full(&s, 100, 5, 2);
+    replmsg_frame_snap_chunk(&s, "abc", 3);
+    expect(&s, 5, 7, 0, "snap 100/5;chunk abc;", NULL);
     buf_free(&s);
 }
 
@@ -259,6 +293,12 @@ static void test_violations(void **state)
     answer(&s, REPLMSG_CONTINUE, 0, 3);
     replmsg_frame_snap_chunk(&s, "abc", 3);
     expect(&s, 3, 0, TD_EPROTO_RESP, "", "outside a transfer");
+    buf_free(&s);
+
+    /* A common prefix beyond our last lsn is nonsense. */
+    buf_init(&s);
+    answer_full(&s, 10, 3, 6);
+    expect(&s, 3, 5, TD_EPROTO_RESP, "", "common prefix 6");
     buf_free(&s);
 
     /* Garbage instead of an answer or a frame. */
