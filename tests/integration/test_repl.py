@@ -615,13 +615,13 @@ def test_replica_restarted_as_primary_takes_a_new_term(procs):
     assert rep.info()["tandem_term"] == 2 and "taking a new term" not in rep.p.log()
 
 
-@pytest.mark.xfail(strict=True, reason="open: a FULL resync replaces a divergent node's state "
-                   "without auditing the records its snapshot folded in (see docs/replication.md, "
-                   "Status)")
 def test_divergent_records_in_a_snapshot_are_not_lost_silently(procs):
     """Like the split case, but the old primary compacted (SAVE) after diverging: its divergent
     records are folded into its snapshot and cannot be cut out one by one, so the new primary
-    answers FULL. The records must still not vanish without a trace."""
+    answers FULL -- with the common prefix, which it proves from the term boundaries it kept
+    when it compacted. The old primary keeps its snapshot (a hard link) as the audit of the
+    records folded into it, and cuts and audits its log after the snapshot as a truncation
+    does, before installing the new primary's snapshot."""
     p = Node(procs, "p").start()
     rep = Node(procs, "r").start(replicaof=p)
     with p.client() as r:
@@ -633,14 +633,58 @@ def test_divergent_records_in_a_snapshot_are_not_lost_silently(procs):
         r.set("div:2", "x")
         assert r.execute_command("SAVE") is True
         r.set("div:3", "x")
+    old_term = p.info()["tandem_term"]
     with rep.client() as r:
         r.set("new", 1)
         assert r.execute_command("SAVE") is True  # a FULL answer needs a snapshot
+    assert (rep.dir / "term-history").exists()
     with p.client() as r:
         assert r.execute_command("REPLICAOF", "127.0.0.1", rep.port) == b"OK"
     converge(rep, p)
-    assert p.info()["tandem_full_syncs"] == 1
-    assert p.info()["tandem_discarded_records"] >= 3 or discarded_files(p)
+    info = p.info()
+    assert info["tandem_full_syncs"] == 1, info
+    # 1 record in common (a); div:1, div:2 (lsns 2..3) folded into the kept snapshot, div:3
+    # (lsn 4) cut from the log.
+    assert info["tandem_discarded_records"] == 3, info
+    assert "common=1" in rep.p.log()
+    kept = sorted(glob.glob(str(p.dir / "discarded-*.snap")))
+    assert [os.path.basename(f) for f in kept] == [f"discarded-{old_term}-3.snap"]
+    snap = open(kept[0], "rb").read()
+    assert b"div:1" in snap and b"div:2" in snap and b"div:3" not in snap
+    assert discarded_files(p) == [str(p.dir / f"discarded-{old_term}.log")]
+    txt = open(p.dir / f"discarded-{old_term}.txt").read()
+    assert f"lsn=4 term={old_term} SET div:3 x" in txt, txt
+    assert f"discarded-{old_term}-3.snap" in txt and "div:1" not in txt
+    log = p.p.log()
+    assert "divergent records audited before the full resync" in log
+    assert f"discarded-{old_term}-3.snap" in log
+    # The node's data is the new primary's.
+    with p.client() as r:
+        assert r.get("div:1") is None and r.get("div:3") is None and r.get("new") == b"1"
+
+
+def test_full_resync_of_a_lagging_replica_audits_nothing(procs):
+    """A replica that is merely behind a compacted primary gets FULL with a common prefix equal
+    to its last lsn: nothing diverged, so nothing is audited and no snapshot is kept."""
+    p = Node(procs, "p").start()
+    rep = Node(procs, "r").start(replicaof=p)
+    with p.client() as r:
+        r.set("a", 1)
+        assert r.execute_command("SAVE") is True
+    converge(p, rep)
+    with rep.client() as r:
+        assert r.execute_command("SAVE") is True
+    rep.stop()
+    with p.client() as r:
+        for i in range(20):
+            r.set(f"k{i}", i)
+        assert r.execute_command("SAVE") is True
+    rep.start(replicaof=p)
+    converge(p, rep)
+    info = rep.info()
+    assert info["tandem_full_syncs"] == 1 and info["tandem_discarded_records"] == 0, info
+    assert glob.glob(str(rep.dir / "discarded-*")) == []
+    assert "common=" in p.p.log() and "unaudited" not in rep.p.log()
 
 
 # --- 6. WAIT, FAILOVER, terms, sync mode ----------------------------------------------------
