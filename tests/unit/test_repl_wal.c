@@ -15,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "proto/resp.h"
 #include "proto/walrec.h"
 #include "store/persist.h"
 #include "store/repl_wal.h"
+#include "store/snapshot.h"
+#include "store/termhist.h"
 #include "testutil.h"
 
 static const uint8_t seed[16] = {7, 7, 7};
@@ -307,10 +310,133 @@ static void test_repl_end_to_end(void **state)
     tu_rmtree(p.dir);
 }
 
+static uint64_t snap_lsn_of(struct node *n)
+{
+    struct wal_stats st;
+    wal_get_stats(n->w, &st);
+    return st.snapshot_lsn;
+}
+
+static int count_items(void *ud, const struct snapshot_item *it)
+{
+    (void)it;
+    (*(uint64_t *)ud)++;
+    return 0;
+}
+
+/* An old primary r diverged, compacted (its divergent records partly folded into its snapshot)
+ * and wrote more; the new primary p compacted too. p proves the common prefix from its kept
+ * term boundaries and answers FULL with it: r keeps its snapshot as the audit of the folded
+ * records (a hard link), audits its log tail as records, then installs p's snapshot. With the
+ * boundaries gone (an old data directory, or a damaged file) the same FULL is unproven and
+ * audits nothing, as before. A lagging replica's FULL audits nothing either. */
+static void test_full_resync_audit(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 3; variant++) {
+        struct node p = {tu_mkdtemp(), NULL, NULL}, r = {tu_mkdtemp(), NULL, NULL};
+        node_open(&p);
+        node_open(&r);
+        struct repl_wal_sink sink;
+        repl_wal_sink_init(&sink, r.w, r.db, r.dir);
+        for (unsigned i = 0; i < 50; i++)
+            node_write(&p, 1, i);
+        assert_int_equal(sync_once(&p, 1, &r, &sink), REPLMSG_CONTINUE);
+        uint64_t common = wal_last_lsn(p.w);
+        /* r goes on alone in term 1 and compacts; p moves to term 2 and compacts. */
+        for (unsigned i = 2000; i < 2020; i++)
+            node_write(&r, 1, i);
+        assert_int_equal(wal_snapshot_save(r.w, persist_snapshot_iterate, r.db), 0);
+        uint64_t rsnap = snap_lsn_of(&r);
+        for (unsigned i = 2020; i < 2025; i++)
+            node_write(&r, 1, i);
+        uint64_t rlast = wal_last_lsn(r.w);
+        for (unsigned i = 50; i < 90; i++)
+            node_write(&p, 2, i);
+        assert_int_equal(wal_snapshot_save(p.w, persist_snapshot_iterate, p.db), 0);
+        for (unsigned i = 90; i < 95; i++)
+            node_write(&p, 2, i);
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", p.dir, TERMHIST_FILE);
+        if (variant == 1) {
+            assert_int_equal(unlink(path), 0); /* a data directory from before the file */
+        } else if (variant == 2) {
+            size_t n;
+            char *img = tu_read(path, &n);
+            img[n - 1] ^= 1; /* damaged: ignored */
+            tu_write(path, img, n);
+            free(img);
+        }
+        node_close(&p);
+        node_open(&p);
+
+        uint64_t before = sink.discarded;
+        assert_int_equal(sync_once(&p, 2, &r, &sink), REPLMSG_FULL);
+        assert_same(&p, &r);
+        char kept[4096];
+        snprintf(kept, sizeof(kept), "%s/discarded-1-%" PRIu64 ".snap", r.dir, rsnap);
+        if (variant != 0) {
+            assert_int_equal(sink.discarded, before);
+            assert_int_equal(tu_size(kept), -1);
+        } else {
+            /* 20 folded into the snapshot, 5 cut from the log. */
+            assert_int_equal(sink.discarded - before, rlast - common);
+            assert_int_equal(sink.full_audited, rlast - common);
+            assert_non_null(strstr(sink.audit, "discarded-1-"));
+            /* The kept snapshot loads, and holds the 20 folded records' state. */
+            uint64_t items = 0;
+            struct snapshot_info info;
+            char err[256];
+            assert_int_equal(snapshot_load(kept, count_items, &items, &info, err, sizeof(err)), 0);
+            assert_int_equal(info.lsn, rsnap);
+            assert_true(items > 0);
+            /* The log tail as records, exactly. */
+            snprintf(path, sizeof(path), "%s/discarded-1.log", r.dir);
+            size_t n;
+            char *c = tu_read(path, &n);
+            struct walrec_scan sc;
+            walrec_scan(c, n, rsnap + 1, 0, NULL, NULL, &sc);
+            assert_int_equal(sc.status, WALREC_SCAN_CLEAN);
+            assert_int_equal(sc.nrecords, rlast - rsnap);
+            free(c);
+            snprintf(path, sizeof(path), "%s/discarded-1.txt", r.dir);
+            c = tu_read(path, &n);
+            char want[200];
+            snprintf(want, sizeof(want), "# lsn=%" PRIu64 "..%" PRIu64 " term<=1 folded into",
+                     common + 1, rsnap);
+            assert_non_null(strstr(c, want));
+            free(c);
+        }
+
+        /* A lagging replica behind p's snapshot: FULL, proven, nothing audited. */
+        struct node r2 = {tu_mkdtemp(), NULL, NULL};
+        node_open(&r2);
+        for (unsigned i = 0; i < 10; i++)
+            node_write(&r2, 1, i); /* the same first 10 records as p's */
+        struct repl_wal_sink sink2;
+        repl_wal_sink_init(&sink2, r2.w, r2.db, r2.dir);
+        assert_int_equal(sync_once(&p, 2, &r2, &sink2), REPLMSG_FULL);
+        assert_int_equal(sink2.discarded, 0);
+        assert_same(&p, &r2);
+        snprintf(path, sizeof(path), "%s/discarded-1.log", r2.dir);
+        assert_int_equal(tu_size(path), -1);
+
+        repl_wal_sink_free(&sink2);
+        repl_wal_sink_free(&sink);
+        node_close(&r2);
+        node_close(&r);
+        node_close(&p);
+        tu_rmtree(r2.dir);
+        tu_rmtree(r.dir);
+        tu_rmtree(p.dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repl_end_to_end),
+        cmocka_unit_test(test_full_resync_audit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
