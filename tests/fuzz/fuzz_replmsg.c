@@ -5,6 +5,7 @@
  * parsed from (one spelling per message), and parsers never read past their input. The stream
  * also goes through the replica's link state machine (store/repl_link) with accepting ops, fed
  * in two pieces: it must never consume more than it was given, and once failed stays failed. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,10 +112,18 @@ static int check_records(void *ud, const struct replmsg_frame *f)
     return 0;
 }
 
+static int check_discard(void *ud, bool proven, uint64_t common)
+{
+    const struct repl_link *l = ud;
+    if (proven && common > l->last_lsn)
+        abort(); /* the link must refuse a common prefix beyond our log */
+    return 0;
+}
+
 static void fuzz_link(const char *p, size_t n)
 {
-    static const struct repl_link_ops ops = {nop_term, nop_lsn,       nop_snap, nop_chunk,
-                                             nop_snap, check_records, NULL, NULL};
+    static const struct repl_link_ops ops = {nop_term,      nop_lsn, nop_snap, nop_chunk,    nop_snap,
+                                             check_records, NULL,    NULL,     check_discard};
     struct repl_link l;
     uint64_t last = n ? (unsigned char)p[0] : 0;
     repl_link_init(&l, 2, last, &ops, &l);
