@@ -687,6 +687,86 @@ def test_full_resync_of_a_lagging_replica_audits_nothing(procs):
     assert "common=" in p.p.log() and "unaudited" not in rep.p.log()
 
 
+class OldPrimary:
+    """A fake primary from before REPLSYNC V2: it refuses a hello with V2 exactly as such a
+    primary does, and answers a plain one with CONTINUE (an empty log in term 1), then
+    heartbeats. Records the hellos it saw."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.hellos = []
+        self.stop = threading.Event()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", self.port))
+        self.srv.listen(8)
+        self.srv.settimeout(0.2)
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def read_command(f):
+        line = f.readline()
+        assert line.startswith(b"*"), line
+        argv = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            argv.append(f.read(n + 2)[:n])
+        return argv
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            with c, c.makefile("rb") as f:
+                argv = self.read_command(f)
+                self.hellos.append(argv)
+                if (len(argv) - 6) % 2:
+                    c.sendall(b"-ERR wrong number of arguments for 'replsync' command\r\n")
+                    continue
+                c.sendall(b"+CONTINUE 0 1\r\n")
+                plain = sum(1 for h in self.hellos if (len(h) - 6) % 2 == 0)
+                hb = b"H" + struct.pack("<QQQ", 1, 0, 0)
+                c.settimeout(0.1)
+                # The first plain link is dropped after a moment (the replica then tries V2
+                # again); the second one stays up.
+                deadline = time.monotonic() + (0.3 if plain == 1 else 3600)
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    try:
+                        c.sendall(b"$%d\r\n%s\r\n" % (len(hb), hb))
+                        c.recv(4096)
+                    except socket.timeout:
+                        pass
+                    except OSError:
+                        break
+
+    def close(self):
+        self.stop.set()
+        self.t.join()
+        self.srv.close()
+
+
+def test_replica_falls_back_to_a_plain_hello_for_an_old_primary(procs):
+    """Mixing versions degrades to the old behaviour: a V2 hello refused by an older primary
+    is retried without V2 (and the link comes up); the next connection tries V2 again."""
+    old = OldPrimary()
+    try:
+        rep = Node(procs, "r").start(replicaof=old)
+        wait_for(lambda: len(old.hellos) >= 3, SLOW, what="three hellos")
+        assert old.hellos[0][-1] == b"V2" and old.hellos[0][0] == b"REPLSYNC"
+        assert old.hellos[1][-1] != b"V2" and len(old.hellos[1]) == 6
+        assert old.hellos[2][-1] == b"V2"
+        wait_for(lambda: len(old.hellos) >= 4, SLOW, what="plain hello again")
+        assert old.hellos[3][-1] != b"V2"
+        wait_for(lambda: rep.info()["master_link_status"] == "up", SLOW, what="linked")
+        assert "does not understand REPLSYNC V2" in rep.p.log()
+    finally:
+        old.close()
+
+
 # --- 6. WAIT, FAILOVER, terms, sync mode ----------------------------------------------------
 
 def test_wait_counts_replicas_and_times_out(procs):
