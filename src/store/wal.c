@@ -1926,11 +1926,14 @@ int wal_discard_for_full(struct wal *w, uint64_t common, uint64_t *ndiscarded, c
         snprintf(to, sizeof(to), "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap", w->dir, w->snap_term,
                  w->snap_lsn);
         r = fsio_link(from, to);
-        if (r == -EEXIST)
-            r = 0; /* kept by an earlier attempt that did not finish */
+        /* Already there: an earlier attempt kept it (and counted it) but did not finish. The
+         * same (term, lsn) names the same state, so it is the same audit. */
+        bool again = r == -EEXIST;
+        if (again)
+            r = 0;
         if (r == 0)
             r = fsio_fsync_dir(w->dir);
-        if (r == 0) {
+        if (r == 0 && !again) {
             struct buf line;
             buf_init(&line);
             buf_printf(&line,
@@ -1944,7 +1947,8 @@ int wal_discard_for_full(struct wal *w, uint64_t common, uint64_t *ndiscarded, c
             buf_free(&desc);
             return r; /* nothing was removed: the resync fails and is retried */
         }
-        n += w->snap_lsn - common;
+        if (!again)
+            n += w->snap_lsn - common;
         buf_printf(&desc, "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap (lsn %" PRIu64 "..%" PRIu64 ")",
                    w->dir, w->snap_term, w->snap_lsn, common + 1, w->snap_lsn);
     }

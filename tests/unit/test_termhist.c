@@ -126,7 +126,7 @@ static void test_advance_failures_reset_to_unknown(void **state)
         check_against_log(&h);
     }
     /* A log that contradicts the snapshot's term, or goes below the history's. */
-    termhist_init(&h);
+    termhist_free(&h);
     assert_int_equal(termhist_advance(&h, 100, terms[100] + 1, log_term_at, NULL), TD_ECORRUPT);
     assert_int_equal(termhist_known_lsn(&h), 100);
     termhist_reset_unknown(&h, 100, terms[500] + 5);
