@@ -3,6 +3,7 @@
  * from log matching), ack bookkeeping, and the in-sync judgement driven by a fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -14,11 +15,12 @@
 
 /* A primary log of 20 records: lsns 1..10 in term 1, 11..20 in term 2; snapshot at base. */
 static uint64_t base = 0;
+static bool hist; /* term boundaries kept below the snapshot: every term is known */
 
 static int term_at(void *ud, uint64_t lsn, uint64_t *term)
 {
     (void)ud;
-    if (lsn < base || lsn > 20)
+    if ((lsn < base && !hist) || lsn > 20)
         return -ENOENT;
     *term = lsn == 0 ? 0 : lsn <= 10 ? 1 : 2;
     return 0;
@@ -96,6 +98,33 @@ static void test_handshake(void **state)
     assert_int_equal(s.acked_lsn, 0);
     repl_session_snapshot_sent(&s);
     assert_int_equal(s.state, REPL_SESSION_STREAMING);
+    assert_false(a.has_common); /* unproven: term 1 lies inside the snapshot */
+
+    /* With term boundaries kept below the snapshot the common prefix is proven; a V2 replica
+     * gets it with FULL, one without V2 gets the three-number line it parses. */
+    hist = true;
+    v.has_hist = true;
+    v.hist_lsn = 0;
+    repl_session_init(&s);
+    assert_int_equal(repl_session_hello(&s, &h, SLICE_LIT(""), &v, &a, &tv), 0);
+    assert_int_equal(a.kind, REPLMSG_FULL);
+    assert_false(a.has_common);
+    assert_true(s.match.proven);
+    h.v2 = true;
+    repl_session_init(&s);
+    assert_int_equal(repl_session_hello(&s, &h, SLICE_LIT(""), &v, &a, &tv), 0);
+    assert_int_equal(a.kind, REPLMSG_FULL);
+    assert_int_equal(a.lsn, 12);
+    assert_true(a.has_common);
+    assert_int_equal(a.common, 5); /* a lagging replica: nothing diverged */
+    h = hello("", 11, 1);            /* lsn 11 of term 1 diverged */
+    h.v2 = true;
+    repl_session_init(&s);
+    assert_int_equal(repl_session_hello(&s, &h, SLICE_LIT(""), &v, &a, &tv), 0);
+    assert_int_equal(a.kind, REPLMSG_FULL);
+    assert_true(a.has_common);
+    assert_int_equal(a.common, 10);
+    hist = false;
     base = 0;
 
     /* A replica from a higher term: refused, and the primary must step down. */
