@@ -260,8 +260,10 @@ static int sink_discard_before_full(void *ud, bool proven, uint64_t common)
         return 0;
     uint64_t n = 0;
     int rc = wal_discard_for_full(k->w, common, &n, k->audit, sizeof(k->audit));
-    if (rc != 0)
+    if (rc != 0) {
+        snprintf(k->err, sizeof(k->err), "%s", td_strerror(rc));
         return rc;
+    }
     k->discarded += n;
     k->full_audited = n;
     return 0;
