@@ -11,6 +11,7 @@
  * exactly rather than guessed. */
 #include "store/repl_core.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,6 +109,26 @@ int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h
     } else {
         out->kind = REPL_MATCH_TRUNCATE;
         out->cause = "the replica's suffix is from a term the primary's history does not contain";
+    }
+    return 0;
+}
+
+int repl_core_full_audit(bool proven, uint64_t common, uint64_t snap_lsn, uint64_t last_lsn,
+                         struct repl_full_audit *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!proven)
+        return 0;
+    if (common > last_lsn || snap_lsn > last_lsn)
+        return -ERANGE;
+    if (common < snap_lsn) {
+        out->keep_snapshot = true;
+        out->folded = snap_lsn - common;
+    }
+    out->cut_after = common > snap_lsn ? common : snap_lsn;
+    if (out->cut_after < last_lsn) {
+        out->cut = true;
+        out->cut_records = last_lsn - out->cut_after;
     }
     return 0;
 }

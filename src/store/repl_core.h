@@ -58,6 +58,23 @@ struct repl_match {
 int repl_core_match(const struct repl_log_view *v, const struct replmsg_hello *h,
                     struct repl_match *out);
 
+/* What a replica audits before a FULL replaces its log, whose snapshot is at snap_lsn and last
+ * record at last_lsn, given the answer's common prefix. */
+struct repl_full_audit {
+    bool keep_snapshot;   /* common < snap_lsn: the snapshot is the audit of common+1..snap_lsn */
+    uint64_t folded;      /* snap_lsn - common when it is kept, else 0 */
+    bool cut;             /* records after cut_after are in the log: audit them and cut */
+    uint64_t cut_after;   /* max(common, snap_lsn) */
+    uint64_t cut_records; /* last_lsn - cut_after when cut, else 0 */
+};
+
+/* Plans the audit before a full resync. proven false (no common prefix came with FULL): nothing
+ * can be told apart, nothing is planned. A proven common at last_lsn (a lagging or fresh
+ * replica) plans nothing either. Returns 0, or -ERANGE when common > last_lsn (the shell fails
+ * the link; repl_link refuses such an answer before). Pure. */
+int repl_core_full_audit(bool proven, uint64_t common, uint64_t snap_lsn, uint64_t last_lsn,
+                         struct repl_full_audit *out);
+
 /* Fills h->terms/nterms with the term history of a log whose records base_lsn..last_lsn have
  * terms given by term_at (never decreasing): the newest REPLMSG_MAX_TERMS terms, each with the
  * first lsn carrying it (base_lsn, or 1, for the oldest one when the log starts inside it).

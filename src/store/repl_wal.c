@@ -248,18 +248,43 @@ static int sink_records(void *ud, const struct replmsg_frame *f)
     return 0;
 }
 
-/* Before the snapshot is installed: audit what diverged (see wal_discard_for_full). Without a
- * proven common prefix nothing can be told apart: the replaced records are not audited (the
- * shell says so in its log). */
+/* Before the snapshot is installed: audit what diverged, as repl_core_full_audit plans it (the
+ * snapshot kept for records folded into it, the log tail cut and audited as a truncation).
+ * Without a proven common prefix nothing can be told apart: the replaced records are not
+ * audited (the shell says so in its log). */
 static int sink_discard_before_full(void *ud, bool proven, uint64_t common)
 {
     struct repl_wal_sink *k = ud;
     k->audit[0] = '\0';
     k->full_audited = 0;
-    if (!proven)
-        return 0;
-    uint64_t n = 0;
-    int rc = wal_discard_for_full(k->w, common, &n, k->audit, sizeof(k->audit));
+    struct wal_stats st;
+    wal_get_stats(k->w, &st);
+    uint64_t last = wal_last_lsn(k->w), n = 0;
+    struct repl_full_audit plan;
+    int rc = repl_core_full_audit(proven, common, st.snapshot_lsn, last, &plan);
+    if (rc == 0 && plan.keep_snapshot) {
+        bool again = false;
+        char kept[4096];
+        rc = wal_keep_snapshot_audit(k->w, common, &again, kept, sizeof(kept));
+        if (rc == 0) {
+            n += again ? 0 : plan.folded;
+            snprintf(k->audit, sizeof(k->audit), "%.900s (lsn %" PRIu64 "..%" PRIu64 ")", kept,
+                     common + 1, st.snapshot_lsn);
+        }
+    }
+    if (rc == 0 && plan.cut) {
+        uint64_t t = 0, nd = 0;
+        rc = wal_term_at(k->w, plan.cut_after + 1, &t);
+        if (rc == 0)
+            rc = wal_truncate_after(k->w, plan.cut_after, &nd);
+        if (rc == 0) {
+            n += nd;
+            size_t used = strlen(k->audit);
+            snprintf(k->audit + used, sizeof(k->audit) - used,
+                     "%s%s/discarded-%" PRIu64 ".log (lsn %" PRIu64 "..%" PRIu64 ")",
+                     used ? ", " : "", k->dir, t, plan.cut_after + 1, last);
+        }
+    }
     if (rc != 0) {
         snprintf(k->err, sizeof(k->err), "%s", td_strerror(rc));
         return rc;

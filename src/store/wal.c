@@ -10,7 +10,7 @@
  *   discarded-<term>.log             records removed by wal_truncate_after (exact bytes)
  *   discarded-<term>.txt             the same records as text lines, for people
  *   discarded-<term>-<lsn>.snap      a snapshot kept (hard link) as the audit of divergent
- *                                    records folded into it (wal_discard_for_full)
+ *                                    records folded into it (wal_keep_snapshot_audit)
  *   term-history                     term boundaries up to the snapshot (store/termhist.h)
  *   LOCK                             flock()ed while a process owns DIR
  *
@@ -1901,79 +1901,49 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded)
     return 0;
 }
 
-int wal_discard_for_full(struct wal *w, uint64_t common, uint64_t *ndiscarded, char *where,
-                         size_t wherelen)
+int wal_keep_snapshot_audit(struct wal *w, uint64_t common, bool *again, char *path,
+                            size_t pathlen)
 {
     TD_ASSERT(w->recovered);
-    *ndiscarded = 0;
-    if (where && wherelen)
-        where[0] = '\0';
+    *again = false;
     if (w->err)
         return w->err;
     if (w->busy || w->sync_busy || w->pending.len > 0 || w->child > 0)
         return -EBUSY;
-    uint64_t last = w->next_lsn - 1, n = 0;
-    if (common > last)
+    if (common >= w->snap_lsn)
         return -ERANGE;
-    struct buf desc;
-    buf_init(&desc);
-    int r = 0;
-    if (common < w->snap_lsn) {
-        /* Records common+1..snap_lsn exist only folded into the snapshot: keep the file itself
-         * (a second name, no copy) before anything replaces it. */
-        char from[4096], to[4200];
-        snap_path(w->dir, w->snap_lsn, "snap", from, sizeof(from));
-        snprintf(to, sizeof(to), "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap", w->dir, w->snap_term,
-                 w->snap_lsn);
-        r = fsio_link(from, to);
-        /* Already there: an earlier attempt kept it (and counted it) but did not finish. The
-         * same (term, lsn) names the same state, so it is the same audit. */
-        bool again = r == -EEXIST;
-        if (again)
-            r = 0;
-        if (r == 0)
-            r = fsio_fsync_dir(w->dir);
-        if (r == 0 && !again) {
-            struct buf line;
-            buf_init(&line);
-            buf_printf(&line,
-                       "# lsn=%" PRIu64 "..%" PRIu64 " term<=%" PRIu64
-                       " folded into the snapshot kept as discarded-%" PRIu64 "-%" PRIu64 ".snap\n",
-                       common + 1, w->snap_lsn, w->snap_term, w->snap_term, w->snap_lsn);
-            r = save_audit(w->dir, w->snap_term, "txt", &line);
-            buf_free(&line);
-        }
-        if (r != 0) {
-            buf_free(&desc);
-            return r; /* nothing was removed: the resync fails and is retried */
-        }
-        if (!again)
-            n += w->snap_lsn - common;
-        buf_printf(&desc, "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap (lsn %" PRIu64 "..%" PRIu64 ")",
-                   w->dir, w->snap_term, w->snap_lsn, common + 1, w->snap_lsn);
+    /* Records common+1..snap_lsn exist only folded into the snapshot: keep the file itself (a
+     * second name, no copy) before anything replaces it. */
+    char from[4096], to[4200];
+    snap_path(w->dir, w->snap_lsn, "snap", from, sizeof(from));
+    snprintf(to, sizeof(to), "%s/discarded-%" PRIu64 "-%" PRIu64 ".snap", w->dir, w->snap_term,
+             w->snap_lsn);
+    if (path && pathlen)
+        snprintf(path, pathlen, "%s", to);
+    int r = fsio_link(from, to);
+    /* Already there: an earlier attempt kept it (and counted it) but did not finish. The same
+     * (term, lsn) names the same state, so it is the same audit. */
+    if (r == -EEXIST) {
+        *again = true;
+        r = 0;
     }
-    uint64_t cut = common > w->snap_lsn ? common : w->snap_lsn;
-    if (cut < last) {
-        uint64_t first_term = 0, nd = 0;
-        r = wal_term_at(w, cut + 1, &first_term);
-        if (r == 0)
-            r = wal_truncate_after(w, cut, &nd);
-        if (r != 0) {
-            buf_free(&desc);
-            return r;
-        }
-        n += nd;
-        buf_printf(&desc, "%s%s/discarded-%" PRIu64 ".log (lsn %" PRIu64 "..%" PRIu64 ")",
-                   desc.len ? ", " : "", w->dir, first_term, cut + 1, last);
+    if (r == 0)
+        r = fsio_fsync_dir(w->dir);
+    if (r == 0 && !*again) {
+        struct buf line;
+        buf_init(&line);
+        buf_printf(&line,
+                   "# lsn=%" PRIu64 "..%" PRIu64 " term<=%" PRIu64
+                   " folded into the snapshot kept as discarded-%" PRIu64 "-%" PRIu64 ".snap\n",
+                   common + 1, w->snap_lsn, w->snap_term, w->snap_term, w->snap_lsn);
+        r = save_audit(w->dir, w->snap_term, "txt", &line);
+        buf_free(&line);
     }
-    *ndiscarded = n;
-    if (where && wherelen)
-        snprintf(where, wherelen, "%.*s", (int)desc.len, desc.p ? desc.p : "");
-    if (n > 0)
-        log_notice("wal", "records audited before a full resync",
-                   "common_lsn=%" PRIu64 " discarded=%" PRIu64 " saved=\"%.*s\"", common, n,
-                   (int)desc.len, desc.p);
-    buf_free(&desc);
+    if (r != 0)
+        return r;
+    log_notice("wal", "snapshot kept as an audit",
+               "lsn=%" PRIu64 "..%" PRIu64 " saved=%s again=%d", common + 1, w->snap_lsn, to,
+               (int)*again);
     return 0;
 }
 

@@ -196,16 +196,15 @@ int wal_term_at(struct wal *w, uint64_t lsn, uint64_t *term);
  * anything is cut, and their count stored in *ndiscarded (may be NULL). Requires an idle log
  * (-EBUSY otherwise) and lsn >= the snapshot lsn (-ERANGE). */
 int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *ndiscarded);
-/* Before a full resync replaces everything: audits the records after common (the proven end of
- * the common prefix with the primary, <= the last lsn, else -ERANGE). When common is below the
- * snapshot lsn S, the snapshot file is kept as the audit of records common+1..S: hard-linked
- * (no copy) as DIR/discarded-<S's term>-<S>.snap, with a "# ..." line naming it in
- * DIR/discarded-<S's term>.txt; then the log after max(common, S) is cut and audited as
- * wal_truncate_after does. *ndiscarded = (S - common, when the snapshot is kept) + the log
- * records cut; where (may be NULL) receives the audit's file names. Nothing is audited when
- * common is the last lsn. Requires an idle log (-EBUSY). 0 or a negative code. */
-int wal_discard_for_full(struct wal *w, uint64_t common, uint64_t *ndiscarded, char *where,
-                         size_t wherelen);
+/* Before a full resync replaces everything: keeps the snapshot (at S) as the audit of records
+ * common+1..S (common < S, else -ERANGE), hard-linked (no copy) as
+ * DIR/discarded-<S's term>-<S>.snap, with a "# ..." line naming it appended to
+ * DIR/discarded-<S's term>.txt. *again is set when an earlier, unfinished attempt kept it
+ * already (the same name is the same state; nothing is added). path (may be NULL) receives the
+ * kept file's path. Requires an idle log as wal_truncate_after does (-EBUSY), so a truncation
+ * right after it is not refused for that. 0 or a negative code. */
+int wal_keep_snapshot_audit(struct wal *w, uint64_t common, bool *again, char *path,
+                            size_t pathlen);
 /* The term boundaries kept below the snapshot (store/termhist.h; borrowed, valid until the
  * next snapshot, install or close). */
 const struct termhist *wal_term_history(const struct wal *w);

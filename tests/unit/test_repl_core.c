@@ -289,6 +289,45 @@ static void test_match_full_with_common(void **state)
     assert_false(m.proven);
 }
 
+/* The replica's plan before a full resync. */
+static void test_full_audit_plan(void **state)
+{
+    (void)state;
+    struct repl_full_audit a;
+    /* Unproven: nothing. */
+    assert_int_equal(repl_core_full_audit(false, 0, 5, 9, &a), 0);
+    assert_false(a.keep_snapshot || a.cut);
+    /* The integration story: common 1, snapshot 3, last 4. */
+    assert_int_equal(repl_core_full_audit(true, 1, 3, 4, &a), 0);
+    assert_true(a.keep_snapshot);
+    assert_int_equal(a.folded, 2);
+    assert_true(a.cut);
+    assert_int_equal(a.cut_after, 3);
+    assert_int_equal(a.cut_records, 1);
+    /* Divergence only in the log (the primary compacted past the common prefix). */
+    assert_int_equal(repl_core_full_audit(true, 6, 3, 9, &a), 0);
+    assert_false(a.keep_snapshot);
+    assert_int_equal(a.folded, 0);
+    assert_true(a.cut);
+    assert_int_equal(a.cut_after, 6);
+    assert_int_equal(a.cut_records, 3);
+    /* Divergence only folded into the snapshot (nothing after it). */
+    assert_int_equal(repl_core_full_audit(true, 0, 5, 5, &a), 0);
+    assert_true(a.keep_snapshot);
+    assert_int_equal(a.folded, 5);
+    assert_false(a.cut);
+    /* A lagging replica (common = last): nothing, with or without a snapshot of its own. */
+    assert_int_equal(repl_core_full_audit(true, 9, 3, 9, &a), 0);
+    assert_false(a.keep_snapshot || a.cut);
+    assert_int_equal(repl_core_full_audit(true, 9, 9, 9, &a), 0);
+    assert_false(a.keep_snapshot || a.cut);
+    assert_int_equal(repl_core_full_audit(true, 0, 0, 0, &a), 0); /* fresh */
+    assert_false(a.keep_snapshot || a.cut);
+    /* Nonsense: beyond the log. */
+    assert_int_equal(repl_core_full_audit(true, 10, 3, 9, &a), -ERANGE);
+    assert_int_equal(repl_core_full_audit(true, 1, 10, 9, &a), -ERANGE);
+}
+
 /* A term_at failure is passed through. */
 static int failing_term_at(void *ud, uint64_t lsn, uint64_t *term)
 {
@@ -377,6 +416,12 @@ static void sync_follower(struct tlog *p, struct tlog *r, unsigned *counts)
              * common is below it, from its log after max(common, its base)): they are the
              * divergent ones, and none of them is shared. */
             assert_int_equal(m.common, lcp);
+            struct repl_full_audit plan;
+            assert_int_equal(repl_core_full_audit(true, m.common, r->base, r->len, &plan), 0);
+            assert_int_equal(plan.folded + plan.cut_records, r->len - lcp);
+            assert_int_equal(plan.keep_snapshot, lcp < r->base);
+            if (lcp == r->len)
+                assert_false(plan.keep_snapshot || plan.cut);
             counts[4]++;
             if (m.common < r->len)
                 counts[5]++;
@@ -672,6 +717,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_cases),
         cmocka_unit_test(test_match_full_with_common),
+        cmocka_unit_test(test_full_audit_plan),
         cmocka_unit_test(test_match_lookup_error),
         cmocka_unit_test(test_match_random_histories),
         cmocka_unit_test(test_match_long_history),

@@ -882,7 +882,7 @@ static void test_truncate_audit_without_padding(void **state)
  * extended by the next snapshot; a damaged file is ignored (unknown below the snapshot) and
  * the next snapshot starts from there. Then the audit before a full resync: the snapshot kept
  * by hard link (same inode, no copy) for the records folded into it, the log tail audited as a
- * truncation, nothing for a common prefix at the last lsn, nothing twice. */
+ * truncation, nothing twice, nothing on a busy log. */
 static void check_history(struct wal *w, uint64_t known, uint64_t upto)
 {
     const struct termhist *th = wal_term_history(w);
@@ -946,26 +946,25 @@ static void test_term_history_and_full_audit(void **state)
         append_op(w, lsn);
     wal_commit(w);
 
-    /* The audit before a full resync. */
-    uint64_t nd = 99;
-    char where[1024];
-    assert_int_equal(wal_discard_for_full(w, 91, &nd, where, sizeof(where)), -ERANGE);
-    assert_int_equal(wal_discard_for_full(w, 90, &nd, where, sizeof(where)), 0);
-    assert_int_equal(nd, 0);
-    assert_string_equal(where, "");
+    /* The audit before a full resync (as repl_core_full_audit plans it for common 75): the
+     * snapshot kept for 76..80, then the log after 80 cut and audited as a truncation. */
+    bool again = true;
+    char kept[512], snap[512], where[600];
+    assert_int_equal(wal_keep_snapshot_audit(w, 80, &again, where, sizeof(where)), -ERANGE);
     assert_int_equal(count_files("discarded-"), 0);
-    assert_int_equal(wal_discard_for_full(w, 75, &nd, where, sizeof(where)), 0);
-    assert_int_equal(nd, 5 + 10);
-    assert_int_equal(wal_last_lsn(w), 80);
-    char kept[512], snap[512];
+    assert_int_equal(wal_keep_snapshot_audit(w, 75, &again, where, sizeof(where)), 0);
+    assert_false(again);
     snprintf(kept, sizeof(kept), "%s/discarded-%" PRIu64 "-80.snap", dir, term_of(80));
+    assert_string_equal(where, kept);
     snprintf(snap, sizeof(snap), "%s/snap-%020d.snap", dir, 80);
     struct stat a, b;
     assert_int_equal(stat(kept, &a), 0);
     assert_int_equal(stat(snap, &b), 0);
-    assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
-    assert_non_null(strstr(where, "-80.snap (lsn 76..80)"));
-    assert_non_null(strstr(where, ".log (lsn 81..90)"));
+    assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev); /* a second name, no copy */
+    uint64_t nd = 0;
+    assert_int_equal(wal_truncate_after(w, 80, &nd), 0);
+    assert_int_equal(nd, 10);
+    assert_int_equal(wal_last_lsn(w), 80);
     snprintf(p, sizeof(p), "%s/discarded-%" PRIu64 ".log", dir, term_of(81));
     char *c = tu_read(p, &n);
     struct walrec_scan sc;
@@ -981,10 +980,14 @@ static void test_term_history_and_full_audit(void **state)
     assert_non_null(strstr(c, want));
     free(c);
     long txt_size = (long)n;
-    /* Again (an attempt that did not finish): the same audit, not counted twice. */
-    assert_int_equal(wal_discard_for_full(w, 75, &nd, where, sizeof(where)), 0);
-    assert_int_equal(nd, 0);
+    /* Again (an attempt that did not finish): the same audit, nothing added. */
+    assert_int_equal(wal_keep_snapshot_audit(w, 75, &again, NULL, 0), 0);
+    assert_true(again);
     assert_int_equal(tu_size(p), txt_size);
+    /* A busy log refuses before anything is kept. */
+    append_op(w, 81);
+    assert_int_equal(wal_keep_snapshot_audit(w, 70, &again, NULL, 0), -EBUSY);
+    wal_commit(w);
     wal_close(w, NULL, NULL);
 }
 
