@@ -1346,8 +1346,10 @@ static int write_snapshot(const char *dir, uint64_t lsn, uint64_t term, wal_iter
     return r;
 }
 
-/* Loop thread: a snapshot of lsn ended with rc. Deletes what it made obsolete. */
-static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, uint64_t bytes)
+/* Loop thread: a snapshot of lsn ended with rc. Deletes what it made obsolete. hist_by_child:
+ * a forked child wrote DIR/term-history for it (read it back), else write it here. */
+static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, uint64_t bytes,
+                           bool hist_by_child)
 {
     w->child = 0;
     w->last_snapshot_status = rc;
@@ -1359,10 +1361,18 @@ static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, u
             snap_path(w->dir, w->snap_lsn, "snap", path, sizeof(path));
             fsio_unlink(path);
         }
-        /* Keep the term boundaries the snapshot folds in (the segments are still here). */
-        int hr = termhist_advance(&w->th, lsn, term, term_at_cb, w);
-        if (hr == 0)
-            hr = termhist_save(w->dir, &w->th);
+        /* The term boundaries the snapshot folds in: a forked child wrote them next to the
+         * snapshot (so no fsync blocks the loop here), in-process they are written now, while
+         * the segments they come from are still here. Either way, failing leaves them unknown
+         * below the snapshot, never wrong. */
+        int hr;
+        if (hist_by_child) {
+            hr = termhist_load(w->dir, lsn, term, &w->th);
+        } else {
+            hr = termhist_advance(&w->th, lsn, term, term_at_cb, w);
+            if (hr == 0)
+                hr = termhist_save(w->dir, &w->th);
+        }
         if (hr != 0) {
             termhist_reset_unknown(&w->th, lsn, term);
             termhist_remove(w->dir);
@@ -1416,7 +1426,7 @@ static void child_timer_cb(uv_timer_t *t)
         rc = -errno;
     else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         rc = -EIO;
-    snapshot_ended(w, rc, w->child_lsn, w->child_term, 0);
+    snapshot_ended(w, rc, w->child_lsn, w->child_term, 0, true);
 }
 
 /* Shared body of wal_snapshot_start and wal_snapshot_save; *sync_rc receives the outcome when
@@ -1443,7 +1453,7 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         int rc = write_snapshot(w->dir, lsn, term, iterate, iterate_ud, &bytes);
         if (sync_rc)
             *sync_rc = rc;
-        snapshot_ended(w, rc, lsn, term, bytes);
+        snapshot_ended(w, rc, lsn, term, bytes, false);
         return 0;
     }
     pid_t parent = getpid();
@@ -1465,6 +1475,11 @@ static int snapshot_begin(struct wal *w, wal_iterate_fn iterate, void *iterate_u
         if (rc != 0)
             log_error("wal", "snapshot child failed", "lsn=%" PRIu64 " err=%s", lsn,
                       td_strerror(rc));
+        /* The term boundaries it folds in, from the child's copy of the log's state (the
+         * segments are still there); the parent reads the small file back. A failure here
+         * only leaves them unknown. */
+        if (rc == 0 && termhist_advance(&w->th, lsn, term, term_at_cb, w) == 0)
+            termhist_save(w->dir, &w->th);
         _exit(rc == 0 ? 0 : 1);
     }
     w->child = pid;
@@ -2060,7 +2075,7 @@ void wal_close(struct wal *w, wal_close_cb cb, void *ud)
             ;
         uv_timer_stop(&w->child_timer);
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        snapshot_ended(w, ok ? 0 : -ECANCELED, w->child_lsn, w->child_term, 0);
+        snapshot_ended(w, ok ? 0 : -ECANCELED, w->child_lsn, w->child_term, 0, true);
     }
     if (w->gathering) {
         w->gathering = false;

@@ -1807,6 +1807,7 @@ static void test_loop_fork_snapshot(void **state)
     assert_int_equal(c.snap_done, 1);
     assert_int_equal(c.snap_status, 0);
     assert_true(count_files("wal-") <= 2);
+    check_history(c.w, 0, 300); /* written by the child, read back by the parent */
     wal_close(c.w, closed_cb, &c);
     uv_close((uv_handle_t *)&c.idle, idle_closed);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -1815,6 +1816,7 @@ static void test_loop_fork_snapshot(void **state)
     struct wal *w = open_recover(&o, NULL, &last, &rep, NULL);
     assert_int_equal(last, 320);
     assert_int_equal(rep.snapshot_lsn, 300);
+    check_history(w, 0, 300);
     wal_close(w, NULL, NULL);
 }
 
