@@ -80,9 +80,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs one command given as words separated by '|' (so arguments may contain spaces) and
- * returns its reply as a NUL-terminated string (valid until the next call). */
-static const char *run(struct fixture *f, const char *cmd)
+/* Runs one command given as words separated by '|' (so arguments may contain spaces) for
+ * session s, replies into out; returns the reply as a NUL-terminated string (valid until the
+ * next call) and sets *wrote (may be NULL) to what cmd_exec returned. */
+static const char *run_as(struct fixture *f, struct session *s, struct buf *out, const char *cmd,
+                          bool *wrote)
 {
     char copy[1024];
     snprintf(copy, sizeof(copy), "%s", cmd);
@@ -98,11 +100,19 @@ static const char *run(struct fixture *f, const char *cmd)
             break;
         p = bar + 1;
     }
-    f->out.len = 0;
-    cmd_exec(&f->env, &f->s, argc, argv);
-    buf_append(&f->out, "", 1);
-    f->out.len--;
-    return f->out.p;
+    out->len = 0;
+    bool w = cmd_exec(&f->env, s, argc, argv);
+    if (wrote)
+        *wrote = w;
+    buf_append(out, "", 1);
+    out->len--;
+    return out->p;
+}
+
+/* run_as for the fixture's own session. */
+static const char *run(struct fixture *f, const char *cmd)
+{
+    return run_as(f, &f->s, &f->out, cmd, NULL);
 }
 
 static void test_table_sorted(void **state)
@@ -458,32 +468,6 @@ struct other {
     struct session s;
     struct buf out;
 };
-
-static const char *run_as(struct fixture *f, struct session *s, struct buf *out, const char *cmd,
-                          bool *wrote)
-{
-    char copy[1024];
-    snprintf(copy, sizeof(copy), "%s", cmd);
-    struct slice argv[64];
-    int argc = 0;
-    char *p = copy;
-    for (;;) {
-        char *bar = strchr(p, '|');
-        if (bar)
-            *bar = '\0';
-        argv[argc++] = slice_cstr(p);
-        if (!bar)
-            break;
-        p = bar + 1;
-    }
-    out->len = 0;
-    bool w = cmd_exec(&f->env, s, argc, argv);
-    if (wrote)
-        *wrote = w;
-    buf_append(out, "", 1);
-    out->len--;
-    return out->p;
-}
 
 static const char *run_other(struct fixture *f, struct other *o, const char *cmd)
 {
