@@ -344,6 +344,12 @@ def test_partitioned_primary_stops_acknowledging_within_its_lease(procs, tmp_pat
     wait_for(lambda: repl.info("replication").get("master_link_status") == "up", 15 * SLOW,
              what="Q replicating from P")
     prim.set("before", "1")
+    # Q must be recorded in the failsafe set first: until it is, Q cannot be elected, and a
+    # primary whose recorded set is only itself may go on serving without the coordinator (no
+    # one else can take over), which is not the case under test.
+    arbiter = redis.Redis(host="10.93.0.2", port=ap, socket_timeout=1, socket_connect_timeout=1)
+    wait_for(lambda: f"10.93.0.2:{rp}".encode() in (arbiter.get("/tandem/t/failsafe") or b""),
+             15 * SLOW, what="Q recorded in the failsafe set")
     # Cut P off from Q (the arbiter and the replica); clients here still reach P.
     _sh("ip", "-n", P, "route", "add", "blackhole", "10.93.0.2/32")
     t0 = time.monotonic()
