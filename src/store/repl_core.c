@@ -133,6 +133,23 @@ int repl_core_full_audit(bool proven, uint64_t common, uint64_t snap_lsn, uint64
     return 0;
 }
 
+int repl_core_first_lsn_from_term(repl_term_at_fn term_at, void *ud, uint64_t lo, uint64_t hi,
+                                  uint64_t t, uint64_t *out)
+{
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2, mt;
+        int rc = term_at(ud, mid, &mt);
+        if (rc != 0)
+            return rc;
+        if (mt >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *out = lo;
+    return 0;
+}
+
 int repl_core_term_history(repl_term_at_fn term_at, void *ud, uint64_t base_lsn, uint64_t last_lsn,
                            struct replmsg_hello *h)
 {
@@ -154,17 +171,10 @@ int repl_core_term_history(repl_term_at_fn term_at, void *ud, uint64_t base_lsn,
         if (t == 0)
             break;
         /* First lsn in [lo_bound, hi] whose term is t (terms below it are lower). */
-        uint64_t lo = lo_bound, top = hi;
-        while (lo < top) {
-            uint64_t mid = lo + (top - lo) / 2, mt;
-            rc = term_at(ud, mid, &mt);
-            if (rc != 0)
-                return rc;
-            if (mt >= t)
-                top = mid;
-            else
-                lo = mid + 1;
-        }
+        uint64_t lo;
+        rc = repl_core_first_lsn_from_term(term_at, ud, lo_bound, hi, t, &lo);
+        if (rc != 0)
+            return rc;
         rev[n++] = (struct replmsg_term_start){t, lo};
         hi = lo - 1;
     }

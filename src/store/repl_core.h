@@ -75,6 +75,11 @@ struct repl_full_audit {
 int repl_core_full_audit(bool proven, uint64_t common, uint64_t snap_lsn, uint64_t last_lsn,
                          struct repl_full_audit *out);
 
+/* The first lsn in [lo, hi] whose term (read with term_at; terms never decrease along the
+ * log) is at least t, by bisection; hi when no lsn below hi has it. Returns 0 or term_at's
+ * negative code. */
+int repl_core_first_lsn_from_term(repl_term_at_fn term_at, void *ud, uint64_t lo, uint64_t hi,
+                                  uint64_t t, uint64_t *out);
 /* Fills h->terms/nterms with the term history of a log whose records base_lsn..last_lsn have
  * terms given by term_at (never decreasing): the newest REPLMSG_MAX_TERMS terms, each with the
  * first lsn carrying it (base_lsn, or 1, for the oldest one when the log starts inside it).

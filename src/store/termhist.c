@@ -18,6 +18,7 @@
 #include "base/endian.h"
 #include "base/err.h"
 #include "base/fsio.h"
+#include "store/repl_core.h"
 
 #define MAGIC "TDTERMS1"
 #define HEADER_BYTES (8 + 3 * 8 + 4)
@@ -99,17 +100,10 @@ int termhist_advance(struct termhist *h, uint64_t snap_lsn, uint64_t snap_term,
         if (t == cur)
             break; /* no term change up to snap_lsn */
         /* First lsn in [lo, snap_lsn] whose term is above cur. */
-        uint64_t a = lo, b = snap_lsn;
-        while (a < b) {
-            uint64_t mid = a + (b - a) / 2, mt;
-            rc = term_at(ud, mid, &mt);
-            if (rc != 0)
-                goto fail;
-            if (mt > cur)
-                b = mid;
-            else
-                a = mid + 1;
-        }
+        uint64_t a;
+        rc = repl_core_first_lsn_from_term(term_at, ud, lo, snap_lsn, cur + 1, &a);
+        if (rc != 0)
+            goto fail;
         rc = term_at(ud, a, &t);
         if (rc != 0)
             goto fail;
