@@ -8,11 +8,12 @@
 # a markdown table: medians over the runs, their ratio, the median of the per-run ratios
 # ("paired", the fairer figure when the machine's load changes during the benchmark), and the
 # median CPU time (user + system, all threads) each server spent per request, which a busy
-# machine disturbs much less than throughput.
+# machine disturbs much less than throughput, and how busy redis-benchmark itself was (its CPU
+# time over its run time: near 100% means the client, not the server, set the rate).
 #
 #   bench/store.sh [--runs 3] [--fsync none[,everysec,always]] [--requests 200000]
 #                  [--clients 50] [--tests set,get,incr,hset,mset] [--pipelines 1,16]
-#                  [--memory [--keys 1000000]] [--pin]
+#                  [--memory [--keys 1000000]] [--pin] [--cap CPUS] [--control]
 #
 # --fsync none      redis: --appendonly no;                 tandem: --in-memory
 # --fsync everysec  redis: --appendonly yes --appendfsync everysec; tandem: --fsync everysec
@@ -22,13 +23,21 @@
 # --pin runs both servers on CPU 1 and redis-benchmark on CPU 0 (taskset), so neither side
 # of a pair is scheduled onto the other's core: less noise on a 2-core machine.
 #
+# --cap CPUS puts each server in its own cgroup allowed CPUS of CPU time (e.g. 0.5: half a
+# core, in 10 ms periods; needs root and the cgroup cpu controller), so that the servers, not
+# redis-benchmark, set the rate: at -P 1 one redis-benchmark thread costs more CPU per request
+# than either server and saturates its core first.
+#
+# --control runs redis-server in both columns (the "tandem" column is a second redis-server): an
+# A/A test of the method, showing how far apart two identical servers come out on this machine.
+#
 # --memory loads --keys keys (16-byte keys, 32-byte values, pipelined) into each server and
 # reports INFO used_memory and RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=3 fsyncs=none requests=200000 clients=50 tests=set,get,incr,hset,mset pipelines=1,16
-memory=0 keys=1000000 pin=0
+memory=0 keys=1000000 pin=0 cap='' control=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -40,12 +49,17 @@ while [[ $# -gt 0 ]]; do
         --memory) memory=1; shift ;;
         --keys) keys=$2; shift 2 ;;
         --pin) pin=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --cap) cap=$2; shift 2 ;;
+        --control) control=1; shift ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "store.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 TANDEM=${TANDEM_BIN:-build/tandem}
+# the first column's server: tandem, or (--control) a second redis-server
+a_kind=tandem a_label=tandem
+if [[ $control == 1 ]]; then a_kind=redis a_label="redis#2"; fi
 server_cpu=() client_cpu=()
 if [[ $pin == 1 ]]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0); fi
 REDIS=${REDIS_SERVER:-/usr/bin/redis-server}
@@ -55,9 +69,29 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    [[ -z $cg_root ]] || rmdir "$cg_root"/tandem-bench-$$-* 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# The cgroup file system holding the cpu controller: v2 (cpu.max) or v1 (cpu.cfs_quota_us).
+cg_root=
+if [[ -n $cap ]]; then
+    if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then cg_root=/sys/fs/cgroup
+    elif [[ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]]; then cg_root=/sys/fs/cgroup/cpu
+    else echo "store.sh: --cap needs the cgroup cpu controller (v1 or v2)" >&2; exit 2; fi
+    [[ -w $cg_root ]] || { echo "store.sh: --cap needs write access to $cg_root (root)" >&2; exit 2; }
+fi
+
+# cap_process PID: a new cgroup allowed $cap CPUs (10 ms periods) with PID (all its threads) in it
+cap_process() {
+    local g=$cg_root/tandem-bench-$$-$1 quota
+    quota=$(awk -v c="$cap" 'BEGIN {printf "%d", c * 10000}')
+    mkdir "$g"
+    if [[ -f $g/cpu.max ]]; then echo "$quota 10000" >"$g/cpu.max"
+    else echo 10000 >"$g/cpu.cfs_period_us"; echo "$quota" >"$g/cpu.cfs_quota_us"; fi
+    echo "$1" >"$g/cgroup.procs"
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -91,6 +125,7 @@ start_server() {
     fi
     local pid=$!
     pids+=("$pid")
+    [[ -n $cap ]] && cap_process "$pid"
     wait_port "$port"
     echo "$port $pid"
 }
@@ -98,6 +133,7 @@ start_server() {
 stop_server() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
+    [[ -z $cg_root ]] || rmdir "$cg_root/tandem-bench-$$-$1" 2>/dev/null || true
 }
 
 # CPU time (user + system, all threads) the process PID has used, in clock ticks.
@@ -105,16 +141,23 @@ cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-# bench PORT PIPELINE TEST PID -> line "TEST RPS CPU_US_PER_OP" (the server's CPU per request)
+# bench PORT PIPELINE TEST PID -> line "TEST RPS CPU_US_PER_OP CLIENT_BUSY": the server's CPU
+# per request and the share of its run time redis-benchmark spent on a CPU (0-1)
 bench() {
-    local c0 c1 line
+    local c0 c1 t0 t1 out line
     c0=$(cpu_ticks "$4")
-    line=$("${client_cpu[@]}" redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q 2>/dev/null |
-        tr '\r' '\n' | grep "requests per second" |
-        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/')
+    t0=$(date +%s%N)
+    # `times` in the substitution's shell: its children's (redis-benchmark's) user and system time
+    out=$("${client_cpu[@]}" redis-benchmark -p "$1" -t "$3" -c "$clients" -n "$requests" -P "$2" -q \
+        2>/dev/null | tr '\r' '\n'; times)
+    t1=$(date +%s%N)
     c1=$(cpu_ticks "$4")
+    line=$(grep "requests per second" <<<"$out" |
+        sed -E 's/^ *([A-Z]+)[^:]*: ([0-9.]+) requests per second.*/\1 \2/')
     echo "$line $(awk -v d=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
-        'BEGIN {printf "%.2f", d / hz * 1e6 / n}')"
+        'BEGIN {printf "%.2f", d / hz * 1e6 / n}') $(tail -1 <<<"$out" |
+        awk -v ns=$((t1 - t0)) '{for (i = 1; i <= 2; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}
+                                printf "%.3f", s / (ns / 1e9)}')"
 }
 
 median() {
@@ -127,11 +170,11 @@ results=$tmp/results
 IFS=, read -ra fsync_list <<<"$fsyncs"
 IFS=, read -ra pipe_list <<<"$pipelines"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r); tandem $("$TANDEM" version | head -1 | cut -d' ' -f2), $("$REDIS" --version | cut -d' ' -f3)"
-echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians$([[ $pin == 1 ]] && echo ', servers on CPU 1, client on CPU 0')"
+echo "# redis-benchmark -t $tests -c $clients -n $requests -q, pipelines $pipelines, $runs runs, medians$([[ $pin == 1 ]] && echo ', servers on CPU 1, client on CPU 0')$([[ -n $cap ]] && echo ", each server capped at $cap CPU")$([[ $control == 1 ]] && echo ', A/A control: the tandem column is a second redis-server')"
 for fsync in "${fsync_list[@]}"; do
     for run in $(seq 1 "$runs"); do
         echo "# load run=$run fsync=$fsync $(uptime | sed -E 's/.*(load average)/\1/')"
-        read -r tport tpid < <(start_server tandem "$fsync")
+        read -r tport tpid < <(start_server "$a_kind" "$fsync")
         read -r rport rpid < <(start_server redis "$fsync")
         i=0
         for p in "${pipe_list[@]}"; do
@@ -144,9 +187,9 @@ for fsync in "${fsync_list[@]}"; do
                 for kind in "${order[@]}"; do
                     port=$tport pid=$tpid
                     [[ $kind == redis ]] && port=$rport pid=$rpid
-                    bench "$port" "$p" "$t" "$pid" | while read -r tn rps cpu; do
-                        echo "$fsync $p $tn $kind $rps $run $cpu" >>"$results"
-                        echo "# raw run=$run fsync=$fsync P=$p $tn $kind $rps cpu_us_per_op=$cpu"
+                    bench "$port" "$p" "$t" "$pid" | while read -r tn rps cpu busy; do
+                        echo "$fsync $p $tn $kind $rps $run $cpu $busy" >>"$results"
+                        echo "# raw run=$run fsync=$fsync P=$p $tn $([[ $kind == tandem ]] && echo "$a_label" || echo redis) $rps cpu_us_per_op=$cpu client_busy=$busy"
                     done
                 done
             done
@@ -159,9 +202,9 @@ done
 
 if [[ -s $results ]]; then
     echo
-    echo "| persistence | test | -P | tandem ops/s | redis ops/s | tandem/redis | paired |" \
-         "tandem CPU µs/op | redis CPU µs/op |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| persistence | test | -P | $a_label ops/s | redis ops/s | $a_label/redis | paired |" \
+         "$a_label CPU µs/op | redis CPU µs/op | client busy ($a_label / redis) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for fsync in "${fsync_list[@]}"; do
         for p in "${pipe_list[@]}"; do
             for t in $(echo "$tests" | tr a-z A-Z | tr , ' '); do
@@ -175,8 +218,11 @@ if [[ -s $results ]]; then
                          "$results" | median)
                 tc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="tandem" {print $7}' "$results" | median)
                 rc=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $7}' "$results" | median)
-                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f |\n" "$fsync" "$t" "$p" \
-                    "$tm" "$rm_" "$ratio" "$paired" "$tc" "$rc"
+                tb=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="tandem" {print $8}' "$results" | median)
+                rb=$(awk -v f="$fsync" -v p="$p" -v t="$t" '$1==f && $2==p && $3==t && $4=="redis" {print $8}' "$results" | median)
+                printf "| %s | %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.0f%% / %.0f%% |\n" \
+                    "$fsync" "$t" "$p" "$tm" "$rm_" "$ratio" "$paired" "$tc" "$rc" \
+                    "$(awk -v b="$tb" 'BEGIN {print b * 100}')" "$(awk -v b="$rb" 'BEGIN {print b * 100}')"
             done
         done
     done
