@@ -831,7 +831,8 @@ bool cmd_table_is_sorted(void)
 static const struct cmd_def *find_cmd(const struct cmd_def *t, size_t n, struct slice a)
 {
     char low[32];
-    if (a.len == 0 || a.len >= sizeof(low))
+    /* A NUL byte would end the name early for strcmp: "get\0x" must not be GET. */
+    if (a.len == 0 || a.len >= sizeof(low) || memchr(a.p, '\0', a.len) != NULL)
         return NULL;
     for (size_t i = 0; i < a.len; i++) {
         char ch = a.p[i];
@@ -888,7 +889,9 @@ static const struct cmd_def *lut_find(const struct cmd_env *env, struct slice a)
         const struct cmd_def *d = env->lut[h];
         if (d == NULL)
             return NULL;
-        if (strncmp(d->name, low, a.len) == 0 && d->name[a.len] == '\0')
+        /* Lengths first: strncmp stopped at a NUL byte in a, then d->name[a.len] read past the
+         * end of a shorter name (found by fuzz_cmd: "scan\0\0..." probing past SCAN). */
+        if (strlen(d->name) == a.len && memcmp(d->name, low, a.len) == 0)
             return d;
         h = (h + 1) & (CMD_LUT_SIZE - 1);
     }

@@ -641,8 +641,8 @@ void keyspace_flush(struct keyspace *ks)
 void keyspace_reserve(struct keyspace *ks, uint64_t n)
 {
     struct htab *ht = &ks->ht;
-    if (n > (1ull << 40))
-        n = 1ull << 40; /* a hint, not a promise: never a table the size of memory */
+    if (n > KEYSPACE_RESERVE_MAX)
+        n = KEYSPACE_RESERVE_MAX; /* a hint, not a promise: never a table the size of memory */
     if (ht_rehashing(ht) || n <= ht->size[0])
         return;
     ht_resize(ht, n, &ks->mem);

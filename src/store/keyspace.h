@@ -88,9 +88,14 @@ int keyspace_del(struct keyspace *ks, struct slice key);
 /* Removes every key. */
 void keyspace_flush(struct keyspace *ks);
 
+/* keyspace_reserve never sizes the table for more keys than this (2^24 buckets, 128 MiB of
+ * pointers): the count comes from a snapshot, i.e. from disk or a primary, so it is untrusted;
+ * a larger keyspace grows by doubling as its keys actually arrive. */
+#define KEYSPACE_RESERVE_MAX (UINT64_C(1) << 24)
+
 /* Grows the key table at once to hold n keys without resizing (before a bulk load such as a
  * snapshot: no incremental rehash while loading). A hint: no-op while a resize is in progress
- * or when the table is already that large; n is capped. */
+ * or when the table is already that large; n is capped at KEYSPACE_RESERVE_MAX. */
 void keyspace_reserve(struct keyspace *ks, uint64_t n);
 /* Number of keys (including expired ones not yet removed). */
 uint64_t keyspace_size(const struct keyspace *ks);

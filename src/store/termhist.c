@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,10 +80,49 @@ int termhist_term_at(const struct termhist *h, uint64_t lsn, uint64_t *term)
     return 0;
 }
 
+/* The pairs one advance adds, kept as a ring of the last TERMHIST_MAX: pushing them one by one
+ * onto h moved (and reallocated) the whole array for every pair past the cap, O(pairs *
+ * TERMHIST_MAX) for a log with many terms. */
+struct added {
+    struct termhist_start *ring; /* TERMHIST_MAX slots once the first pair arrives */
+    uint64_t total;              /* pairs added; the ring holds the last min(total, MAX) */
+};
+
+static void added_push(struct added *a, uint64_t term, uint64_t first_lsn)
+{
+    if (a->ring == NULL)
+        a->ring = xmalloc(TERMHIST_MAX * sizeof(a->ring[0]));
+    a->ring[a->total % TERMHIST_MAX] = (struct termhist_start){term, first_lsn};
+    a->total++;
+}
+
+/* Appends the added pairs to h keeping the last TERMHIST_MAX of old + new, as pushing them one
+ * by one would (from_lsn moves to the oldest kept pair when any is dropped). */
+static void added_merge(struct termhist *h, const struct added *a)
+{
+    if (a->total == 0)
+        return;
+    size_t keep_new = a->total < TERMHIST_MAX ? (size_t)a->total : TERMHIST_MAX;
+    size_t keep_old = h->n < TERMHIST_MAX - keep_new ? h->n : TERMHIST_MAX - keep_new;
+    bool dropped = keep_old < h->n || keep_new < a->total;
+    struct termhist_start *v = xmalloc((keep_old + keep_new) * sizeof(v[0]));
+    if (keep_old)
+        memcpy(v, h->v + (h->n - keep_old), keep_old * sizeof(v[0]));
+    uint64_t first = a->total - keep_new;
+    for (size_t i = 0; i < keep_new; i++)
+        v[keep_old + i] = a->ring[(first + i) % TERMHIST_MAX];
+    free(h->v);
+    h->v = v;
+    h->n = keep_old + keep_new;
+    if (dropped)
+        h->from_lsn = v[0].first_lsn;
+}
+
 int termhist_advance(struct termhist *h, uint64_t snap_lsn, uint64_t snap_term,
                      termhist_term_at_fn term_at, void *ud)
 {
     int rc = 0;
+    struct added add = {NULL, 0};
     if (snap_lsn < h->snap_lsn) {
         rc = TD_ECORRUPT;
         goto fail;
@@ -111,7 +151,7 @@ int termhist_advance(struct termhist *h, uint64_t snap_lsn, uint64_t snap_term,
             rc = TD_ECORRUPT;
             goto fail;
         }
-        push(h, t, a);
+        added_push(&add, t, a);
         cur = t;
         lo = a + 1;
     }
@@ -119,10 +159,13 @@ int termhist_advance(struct termhist *h, uint64_t snap_lsn, uint64_t snap_term,
         rc = TD_ECORRUPT;
         goto fail;
     }
+    added_merge(h, &add);
+    free(add.ring);
     h->snap_lsn = snap_lsn;
     h->snap_term = snap_term;
     return 0;
 fail:
+    free(add.ring);
     termhist_reset_unknown(h, snap_lsn, snap_term);
     return rc;
 }

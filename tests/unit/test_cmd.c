@@ -155,6 +155,26 @@ static void test_arity_and_unknown(void **state)
     snprintf(want, sizeof(want),
              "-ERR unknown command 'x', with args beginning with: '%0128d' \r\n", 0);
     assert_string_equal(run(f, cmd), want);
+    /* A name with a NUL byte is no command, whatever precedes the NUL (found by fuzz_cmd: the
+     * lookup compared with strncmp and read past the end of a shorter name). */
+    static const struct {
+        const char *p;
+        size_t len;
+    } nul_names[] = {{"get\0x", 5}, {"scan\0\0\0\0\0\0\0", 11}, {"GET\0", 4}, {"\0", 1}};
+    for (size_t i = 0; i < sizeof(nul_names) / sizeof(nul_names[0]); i++) {
+        struct slice argv[2] = {{nul_names[i].p, nul_names[i].len}, SLICE_LIT("k")};
+        f->out.len = 0;
+        cmd_exec(&f->env, &f->s, 2, argv);
+        assert_true(f->out.len > 22 && memcmp(f->out.p, "-ERR unknown command '", 22) == 0);
+    }
+    /* Sub-commands and records go through the same bisection. */
+    struct slice sub[3] = {SLICE_LIT("config"), {"get\0", 4}, SLICE_LIT("x")};
+    f->out.len = 0;
+    cmd_exec(&f->env, &f->s, 3, sub);
+    assert_true(f->out.len > 0 && f->out.p[0] == '-');
+    struct slice rec[3] = {{"SET\0", 4}, SLICE_LIT("k"), SLICE_LIT("v")};
+    char err[128];
+    assert_int_equal(cmd_apply(f->db, 3, rec, err, sizeof(err)), -EINVAL);
 }
 
 static void test_set_options(void **state)

@@ -154,6 +154,23 @@ static void test_reserve(void **state)
     keyspace_free(ks);
 }
 
+/* The count comes from a snapshot (disk or a primary): a huge one is capped, never an
+ * allocation the size of memory (a hint of 2^40 used to ask for 8 TiB and abort the load). */
+static void test_reserve_capped(void **state)
+{
+    (void)state;
+    struct keyspace *ks = keyspace_new(seed);
+    keyspace_reserve(ks, UINT64_MAX);
+    assert_true(keyspace_buckets(ks) <= KEYSPACE_RESERVE_MAX);
+    assert_true(keyspace_mem(ks) <= KEYSPACE_RESERVE_MAX * sizeof(void *) + 4096);
+    keyspace_reserve(ks, UINT64_C(1) << 40);
+    assert_true(keyspace_buckets(ks) <= KEYSPACE_RESERVE_MAX);
+    char b[32];
+    keyspace_set_str(ks, key_n(b, sizeof(b), 1), key_n(b, sizeof(b), 1), KEYSPACE_NO_EXPIRE);
+    assert_non_null(keyspace_find(ks, key_n(b, sizeof(b), 1), 0));
+    keyspace_free(ks);
+}
+
 struct seen {
     unsigned char *hit;
     int n;
@@ -418,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_rehash_insert_delete),
         cmocka_unit_test(test_reserve),
+        cmocka_unit_test(test_reserve_capped),
         cmocka_unit_test(test_scan_across_resizes),
         cmocka_unit_test(test_expiry_fake_clock),
         cmocka_unit_test(test_memory_accounting),

@@ -149,6 +149,20 @@ static void test_cap_drops_the_oldest(void **state)
     }
     check_against_log(&h);
     termhist_free(&h);
+    /* In steps: old pairs are kept while they fit, then the oldest of old + new go. */
+    termhist_init(&h);
+    assert_int_equal(termhist_advance(&h, 10, 10, log_term_at, NULL), 0);
+    assert_int_equal(termhist_advance(&h, 50, 50, log_term_at, NULL), 0);
+    assert_int_equal(h.n, 50);
+    assert_int_equal(termhist_known_lsn(&h), 0);
+    assert_int_equal(termhist_advance(&h, 3000, 3000, log_term_at, NULL), 0);
+    assert_int_equal(termhist_advance(&h, MAXLSN, MAXLSN, log_term_at, NULL), 0);
+    if (MAXLSN > TERMHIST_MAX) {
+        assert_int_equal(h.n, TERMHIST_MAX);
+        assert_int_equal(termhist_known_lsn(&h), MAXLSN - TERMHIST_MAX + 1);
+    }
+    check_against_log(&h);
+    termhist_free(&h);
 }
 
 static void fix_crc(struct buf *b)
