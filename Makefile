@@ -87,14 +87,31 @@ check: all unit fuzz-replay integration
 demo: $(BUILD)/tandem
 	$(BUILD)/tandem demo
 
-# libFuzzer builds (clang): build-fuzz/fuzz_<codec>, run with a corpus dir.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -I$(LLHTTP_INC) \
-	$(shell pkg-config --cflags $(PKGS))
-fuzz:
-	@mkdir -p build-fuzz
-	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "clang $$n"; clang $(FUZZ_CFLAGS) -o build-fuzz/$$n $$f \
-	  $(filter-out src/main.c src/cli/%,$(SRC)) $(LLHTTP_SRC)/*.c $(LDLIBS); done
+# libFuzzer builds (clang): build-fuzz/fuzz_<codec>, run with a corpus dir. The library is
+# compiled once (instrumented, without libFuzzer's main) and every target links against it.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=address,undefined -Isrc -I$(LLHTTP_INC) \
+	$(shell pkg-config --cflags $(PKGS)) -MMD -MP
+FUZZ_LIB_OBJ := $(filter-out build-fuzz/obj/cli/%,$(SRC:src/%.c=build-fuzz/obj/%.o)) \
+	$(patsubst $(LLHTTP_SRC)/%.c,build-fuzz/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+
+build-fuzz/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build-fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build-fuzz/libtandem.a: $(FUZZ_LIB_OBJ)
+	ar rcs $@ $^
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libtandem.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libtandem.a $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+
+-include $(wildcard build-fuzz/obj/*/*.d build-fuzz/llhttp/*.d build-fuzz/*.d)
 
 lint:
 	tools/check_layers.sh
