@@ -17,6 +17,8 @@
 #include "store/db.h"
 #include "store/persist.h"
 
+#include "fuzz_db.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint8_t seed[16] = {2};
@@ -55,11 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     struct db_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.max_bulk = 4096;
-    cfg.max_multibulk = 64;
-    cfg.query_buffer = 1 << 20;
-    cfg.max_clients = 10;
+    fuzz_db_config(&cfg);
     struct db *db = db_new(&cfg, seed);
     struct db *one = db_new(&cfg, seed);
     db->now_ms = 1000000;

@@ -14,6 +14,8 @@
 #include "store/db.h"
 #include "store/persist.h"
 
+#include "fuzz_db.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint8_t seed[16] = {1};
@@ -41,11 +43,7 @@ static const struct persist_ops rec_ops = {NULL, rec_append, rec_flush, NULL, NU
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct db_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.max_bulk = 4096;
-    cfg.max_multibulk = 64;
-    cfg.query_buffer = 1 << 20;
-    cfg.max_clients = 10;
+    fuzz_db_config(&cfg);
     struct db *db = db_new(&cfg, seed);
     struct rec r = {db_new(&cfg, seed)};
     db_set_persist(db, &rec_ops, &r);

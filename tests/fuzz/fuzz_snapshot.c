@@ -15,6 +15,8 @@
 #include "store/persist.h"
 #include "store/snapshot.h"
 
+#include "fuzz_db.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint8_t seed[16] = {3};
@@ -58,11 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode & 1)
         fix_crcs(p, size);
     struct db_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.max_bulk = 4096;
-    cfg.max_multibulk = 64;
-    cfg.query_buffer = 1 << 20;
-    cfg.max_clients = 10;
+    fuzz_db_config(&cfg);
     struct db *db = db_new(&cfg, seed);
     struct slice *vals = NULL;
     size_t cap = 0, off = 0;
