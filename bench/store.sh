@@ -77,6 +77,8 @@ trap cleanup EXIT
 # The cgroup file system holding the cpu controller: v2 (cpu.max) or v1 (cpu.cfs_quota_us).
 cg_root=
 if [[ -n $cap ]]; then
+    [[ $cap =~ ^[0-9]*\.?[0-9]+$ ]] && awk -v c="$cap" 'BEGIN {exit !(c >= 0.01)}' ||
+        { echo "store.sh: --cap wants a number of CPUs, e.g. 0.5 (got '$cap')" >&2; exit 2; }
     if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then cg_root=/sys/fs/cgroup
     elif [[ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]]; then cg_root=/sys/fs/cgroup/cpu
     else echo "store.sh: --cap needs the cgroup cpu controller (v1 or v2)" >&2; exit 2; fi
