@@ -37,7 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=3 fsyncs=none requests=200000 clients=50 tests=set,get,incr,hset,mset pipelines=1,16
-memory=0 keys=1000000 pin=0 cap='' control=0
+memory=0 keys=1000000 pin=0 cap='' control=0 cg_root=''
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
@@ -69,13 +69,13 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    [[ -z $cg_root ]] || rmdir "$cg_root"/tandem-bench-$$-* 2>/dev/null || true
+    local g
+    for g in "$cg_root"/tandem-bench-$$-*; do [[ -d $g ]] && cg_remove "$g"; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 # The cgroup file system holding the cpu controller: v2 (cpu.max) or v1 (cpu.cfs_quota_us).
-cg_root=
 if [[ -n $cap ]]; then
     [[ $cap =~ ^[0-9]*\.?[0-9]+$ ]] && awk -v c="$cap" 'BEGIN {exit !(c >= 0.01)}' ||
         { echo "store.sh: --cap wants a number of CPUs, e.g. 0.5 (got '$cap')" >&2; exit 2; }
@@ -84,6 +84,13 @@ if [[ -n $cap ]]; then
     else echo "store.sh: --cap needs the cgroup cpu controller (v1 or v2)" >&2; exit 2; fi
     [[ -w $cg_root ]] || { echo "store.sh: --cap needs write access to $cg_root (root)" >&2; exit 2; }
 fi
+
+# cg_remove DIR: removes a cgroup once its process has left it (a server started in a process
+# substitution is not this shell's child, so `wait` does not wait for its exit)
+cg_remove() {
+    for _ in $(seq 1 100); do rmdir "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "store.sh: could not remove $1" >&2
+}
 
 # cap_process PID: a new cgroup allowed $cap CPUs (10 ms periods) with PID (all its threads) in it
 cap_process() {
@@ -135,7 +142,7 @@ start_server() {
 stop_server() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
-    [[ -z $cg_root ]] || rmdir "$cg_root/tandem-bench-$$-$1" 2>/dev/null || true
+    [[ -z $cg_root ]] || cg_remove "$cg_root/tandem-bench-$$-$1"
 }
 
 # CPU time (user + system, all threads) the process PID has used, in clock ticks.
