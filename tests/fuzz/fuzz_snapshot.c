@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "store/db.h"
 #include "store/persist.h"
@@ -21,29 +22,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint8_t seed[16] = {3};
 
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void fix_crcs(unsigned char *p, size_t n)
+static void fix_crcs(char *p, size_t n)
 {
     size_t off = 0;
     if (n >= SNAPSHOT_HEADER_SIZE) {
-        put32(p + 28, crc32c(p, 28));
+        le_put32(p + 28, crc32c(p, 28));
         off = SNAPSHOT_HEADER_SIZE;
     }
     while (n - off >= 8) {
-        uint32_t blen = get32(p + off);
+        uint32_t blen = le_get32(p + off);
         if (blen > n - off - 8)
             break;
-        put32(p + off + 4, crc32c(p + off + 8, blen));
+        le_put32(p + off + 4, crc32c(p + off + 8, blen));
         off += 8 + (size_t)blen;
     }
 }
@@ -54,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t mode = data[0];
     size--;
-    unsigned char *p = malloc(size ? size : 1);
+    char *p = malloc(size ? size : 1);
     if (size)
         memcpy(p, data + 1, size);
     if (mode & 1)

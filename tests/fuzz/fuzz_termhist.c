@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "store/termhist.h"
 
@@ -30,11 +31,6 @@ static int synth_term_at(void *ud, uint64_t lsn, uint64_t *term)
         return -ENOENT;
     *term = l->base_term + (lsn - l->base_lsn - 1) / l->step;
     return 0;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void check_history(const struct termhist *h)
@@ -65,8 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct synth_log log = {0, 0, 1, 0};
     bool advance = (mode & 2) && size >= 8;
     if (advance) {
-        log.step = get32(data) % 1000 + 1;
-        log.end = get32(data + 4) % 100000;
+        log.step = le_get32((const char *)data) % 1000 + 1;
+        log.end = le_get32((const char *)data + 4) % 100000;
         data += 8;
         size -= 8;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "proto/walrec.h"
 #include "store/snapshot.h"
@@ -37,28 +38,17 @@ static int on_rec(void *ud, const struct walrec *rec)
     return 0;
 }
 
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 /* Rewrites the CRCs of every record the bytes claim to hold, so the fuzzer can reach the
  * payload-structure and sequence checks that random bytes never get past. */
-static void fix_crcs(unsigned char *p, size_t n)
+static void fix_crcs(char *p, size_t n)
 {
     size_t off = 0;
-    while (n - off >= WALREC_HEADER_SIZE && get32(p + off) == WALREC_MAGIC) {
-        uint32_t plen = get32(p + off + 4);
+    while (n - off >= WALREC_HEADER_SIZE && le_get32(p + off) == WALREC_MAGIC) {
+        uint32_t plen = le_get32(p + off + 4);
         if (plen > n - off - WALREC_HEADER_SIZE)
             break;
-        put32(p + off + 24, crc32c(p + off + WALREC_HEADER_SIZE, plen));
-        put32(p + off + 28, crc32c(p + off, 28));
+        le_put32(p + off + 24, crc32c(p + off + WALREC_HEADER_SIZE, plen));
+        le_put32(p + off + 28, crc32c(p + off, 28));
         off += WALREC_HEADER_SIZE + plen;
     }
 }
@@ -68,10 +58,10 @@ static int scan_one(const char *p, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 0 && (data[0] & 0x80) && size < (1u << 20)) {
-        unsigned char *copy = malloc(size - 1);
+        char *copy = malloc(size - 1);
         memcpy(copy, data + 1, size - 1);
         fix_crcs(copy, size - 1);
-        scan_one((const char *)copy, size - 1);
+        scan_one(copy, size - 1);
         free(copy);
         return 0;
     }
