@@ -1401,6 +1401,13 @@ static void snapshot_ended(struct wal *w, int rc, uint64_t lsn, uint64_t term, u
         w->growth += w->growth_at_snap;
         snap_path(w->dir, lsn, "tmp", path, sizeof(path));
         fsio_unlink(path);
+        /* Failing after its rename (a child stopped by wal_close or killed before it exited, a
+         * directory fsync that failed) leaves a complete snapshot no segment was dropped for:
+         * this process did not take it over, so it goes too (never the current snapshot). */
+        if (lsn != w->snap_lsn) {
+            snap_path(w->dir, lsn, "snap", path, sizeof(path));
+            fsio_unlink(path);
+        }
         log_warn("wal", "snapshot failed", "lsn=%" PRIu64 " err=%s", lsn, td_strerror(rc));
     }
     wal_snapshot_cb cb = w->snap_cb;

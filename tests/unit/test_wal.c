@@ -1114,6 +1114,52 @@ static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_cra
     assert_true(runs > 50);
 }
 
+/* A snapshot that fails at any sync, including the directory fsync after its rename, leaves
+ * no snapshot file of its lsn behind, and the log still recovers every record. */
+static void test_failed_snapshot_leaves_no_file(void **state)
+{
+    (void)state;
+    int failed = 0;
+    for (uint64_t n = 1;; n++) {
+        clean_dir();
+        struct track t = {0};
+        struct wal_options o = opts(WAL_FSYNC_ALWAYS, &t);
+        uint64_t last;
+        struct wal *w = open_recover(&o, NULL, &last, NULL, NULL);
+        for (uint64_t lsn = 1; lsn <= 20; lsn++)
+            assert_int_equal(append_op(w, lsn), 0);
+        assert_int_equal(wal_commit(w), 0);
+        struct live lv = {0};
+        lv.lsn = 20;
+        struct fsio_fault f = {.at = n, .ops = 1u << FSIO_OP_SYNC};
+        fflush(stderr);
+        int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        fsio_fault_set(&f);
+        int rc = wal_snapshot_save(w, dump_state, &lv);
+        bool fired = fsio_fault_fired();
+        fsio_fault_clear();
+        dup2(saved, 2);
+        close(saved);
+        close(devnull);
+        if (!fired) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(count_files("snap-"), 1);
+            wal_close(w, NULL, NULL);
+            break;
+        }
+        if (rc != 0) {
+            failed++;
+            assert_int_equal(count_files("snap-"), 0);
+        }
+        wal_close(w, NULL, NULL);
+        w = open_recover(&o, NULL, &last, NULL, NULL);
+        assert_int_equal(last, 20);
+        wal_close(w, NULL, NULL);
+    }
+    assert_true(failed >= 2); /* the snapshot file's fsync and the directory's */
+}
+
 static void test_fault_error_once(void **state)
 {
     (void)state;
@@ -1885,6 +1931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inline_sync_gathers_waiting_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_fork_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close_with_running_child, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_snapshot_leaves_no_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
