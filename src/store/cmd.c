@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "base/err.h"
 #include "proto/resp.h"
 #include "store/cmd_impl.h"
 #include "store/keyspace.h"
@@ -827,18 +828,34 @@ bool cmd_table_is_sorted(void)
     return sorted_lower(table, NTABLE);
 }
 
+/* Folds the name a into low[32] (ASCII lower case, NUL-terminated) and hashes it (FNV-1a).
+ * False for a name no command has: empty, 32 bytes or more, or holding a NUL byte (strcmp would
+ * stop there: "get\0x" must not be GET). */
+static bool name_fold(struct slice a, char *low, uint32_t *hash)
+{
+    if (a.len == 0 || a.len >= 32)
+        return false;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < a.len; i++) {
+        char ch = a.p[i];
+        if (ch == '\0')
+            return false;
+        ch = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        low[i] = ch;
+        h = (h ^ (unsigned char)ch) * 16777619u;
+    }
+    low[a.len] = '\0';
+    *hash = h;
+    return true;
+}
+
 /* Bisects t for the command named like a (ASCII case-insensitive). */
 static const struct cmd_def *find_cmd(const struct cmd_def *t, size_t n, struct slice a)
 {
     char low[32];
-    /* A NUL byte would end the name early for strcmp: "get\0x" must not be GET. */
-    if (a.len == 0 || a.len >= sizeof(low) || memchr(a.p, '\0', a.len) != NULL)
+    uint32_t h;
+    if (!name_fold(a, low, &h))
         return NULL;
-    for (size_t i = 0; i < a.len; i++) {
-        char ch = a.p[i];
-        low[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-    }
-    low[a.len] = '\0';
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -853,24 +870,14 @@ static const struct cmd_def *find_cmd(const struct cmd_def *t, size_t n, struct 
     return NULL;
 }
 
-/* FNV-1a of the ASCII-lower-cased name; folds a into low[] (len < 32) as it goes. */
-static inline uint32_t name_hash(struct slice a, char *low)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < a.len; i++) {
-        char ch = a.p[i];
-        ch = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-        low[i] = ch;
-        h = (h ^ (unsigned char)ch) * 16777619u;
-    }
-    return h;
-}
-
 static void lut_build(struct cmd_env *env)
 {
     char low[32];
     for (size_t i = 0; i < NTABLE; i++) {
-        uint32_t h = name_hash(slice_cstr(table[i].name), low) & (CMD_LUT_SIZE - 1);
+        uint32_t h;
+        bool ok = name_fold(slice_cstr(table[i].name), low, &h);
+        TD_ASSERT(ok);
+        h &= CMD_LUT_SIZE - 1;
         while (env->lut[h])
             h = (h + 1) & (CMD_LUT_SIZE - 1);
         env->lut[h] = &table[i];
@@ -882,16 +889,15 @@ static void lut_build(struct cmd_env *env)
 static const struct cmd_def *lut_find(const struct cmd_env *env, struct slice a)
 {
     char low[32];
-    if (a.len == 0 || a.len >= sizeof(low))
-        return NULL;
-    uint32_t h = name_hash(a, low) & (CMD_LUT_SIZE - 1);
+    uint32_t h;
+    if (!name_fold(a, low, &h))
+        return NULL; /* a NUL byte in a made the old strncmp read past a shorter name */
+    h &= CMD_LUT_SIZE - 1;
     for (;;) {
         const struct cmd_def *d = env->lut[h];
         if (d == NULL)
             return NULL;
-        /* Lengths first: strncmp stopped at a NUL byte in a, then d->name[a.len] read past the
-         * end of a shorter name (found by fuzz_cmd: "scan\0\0..." probing past SCAN). */
-        if (strlen(d->name) == a.len && memcmp(d->name, low, a.len) == 0)
+        if (strcmp(d->name, low) == 0)
             return d;
         h = (h + 1) & (CMD_LUT_SIZE - 1);
     }
