@@ -1085,6 +1085,23 @@ static void clean_dir(void)
     dir = tu_mkdtemp();
 }
 
+/* The log module reports each injected failure at error level: stderr goes to /dev/null while
+ * faults run (the checks print through cmocka). Returns the descriptor stderr_on restores. */
+static int stderr_off(void)
+{
+    fflush(stderr);
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    close(devnull);
+    return saved;
+}
+
+static void stderr_on(int saved)
+{
+    dup2(saved, 2);
+    close(saved);
+}
+
 static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_crash crash,
                        enum wal_fsync mode, const char *what)
 {
@@ -1094,17 +1111,11 @@ static void fault_loop(enum fsio_fault_kind kind, bool persistent, enum fsio_cra
         struct track t = {0};
         struct fsio_fault f = {
             .at = n, .kind = kind, .persistent = persistent, .crash = crash, .seed = n * 7919};
-        /* The log module reports each injected failure at error level: keep stderr quiet
-         * while faults run, the checks below print through cmocka. */
-        fflush(stderr);
-        int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
+        int saved = stderr_off();
         fsio_fault_set(&f);
         faulty_sessions(&t, mode, 900);
         bool fired = fsio_fault_fired();
-        dup2(saved, 2);
-        close(saved);
-        close(devnull);
+        stderr_on(saved);
         check_final(&t, what, n);
         runs++;
         if (!fired)
@@ -1132,16 +1143,12 @@ static void test_failed_snapshot_leaves_no_file(void **state)
         struct live lv = {0};
         lv.lsn = 20;
         struct fsio_fault f = {.at = n, .ops = 1u << FSIO_OP_SYNC};
-        fflush(stderr);
-        int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
+        int saved = stderr_off();
         fsio_fault_set(&f);
         int rc = wal_snapshot_save(w, dump_state, &lv);
         bool fired = fsio_fault_fired();
         fsio_fault_clear();
-        dup2(saved, 2);
-        close(saved);
-        close(devnull);
+        stderr_on(saved);
         if (!fired) {
             assert_int_equal(rc, 0);
             assert_int_equal(count_files("snap-"), 1);
